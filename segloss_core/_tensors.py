@@ -1,0 +1,141 @@
+"""Tensor conventions shared by every module: EPS, devices, validation, one-hot, softmax.
+
+Shapes: predictions are class probabilities ``(B, C, *spatial)`` with ``C >= 2`` summing to 1
+over the channel axis; targets have the same shape and are one-hot (soft labels where a loss
+allows them). 2-D (``*spatial = H, W``) and 3-D (``D, H, W``) are both accepted.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+#: Clamp applied to probabilities inside logs and fractional powers (any dtype).
+EPS = 1e-7
+
+#: Largest voxels x classes handled in one tensor (about 1 GiB per float32 copy).
+MAX_ELEMENTS = 256 * 1024 * 1024
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to ``torch.device``."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def as_tensor(x, *, dtype: torch.dtype | None = None, device=None) -> torch.Tensor:
+    """Numpy arrays, lists and tensors -> tensor; float dtypes are kept unless ``dtype`` is given."""
+    if isinstance(x, torch.Tensor):
+        t = x
+    else:
+        arr = np.asarray(x)
+        if arr.dtype == np.bool_:
+            arr = arr.astype(np.uint8)
+        t = torch.from_numpy(np.ascontiguousarray(arr))
+    if dtype is not None and t.dtype != dtype:
+        t = t.to(dtype)
+    if device is not None:
+        t = t.to(resolve_device(device))
+    return t
+
+
+def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a (prediction, target) pair and return them as float tensors of one dtype.
+
+    Raises ``ValueError`` with a one-line message for the mistakes users make most: label maps
+    instead of one-hot targets, mismatched shapes, a single channel, NaN/Inf, values outside [0, 1].
+    """
+    probs = as_tensor(probs)
+    target = as_tensor(target)
+    if probs.ndim not in (4, 5):
+        raise ValueError(
+            f"prediction must be (B, C, H, W) or (B, C, D, H, W) probabilities, got shape {tuple(probs.shape)}"
+        )
+    if probs.shape != target.shape:
+        raise ValueError(
+            f"prediction shape {tuple(probs.shape)} and target shape {tuple(target.shape)} differ; "
+            "the target must be one-hot with the same shape (use segloss_core.one_hot for label maps)"
+        )
+    if probs.shape[1] < 2:
+        raise ValueError(
+            "need C >= 2 channels (background + foreground); for a binary probability map p use "
+            "torch.cat([1 - p, p], dim=1)"
+        )
+    if probs.numel() > MAX_ELEMENTS:
+        raise ValueError(
+            f"{probs.numel():,} voxels x classes exceed the limit of {MAX_ELEMENTS:,}; crop or downsample"
+        )
+    if not probs.is_floating_point():
+        probs = probs.to(torch.get_default_dtype())
+    if target.dtype != probs.dtype:
+        target = target.to(probs.dtype)
+    if target.device != probs.device:
+        target = target.to(probs.device)
+    with torch.no_grad():
+        if not torch.isfinite(probs).all():
+            raise ValueError("prediction contains NaN or Inf")
+        if not torch.isfinite(target).all():
+            raise ValueError("target contains NaN or Inf")
+        if probs.min() < 0 or probs.max() > 1:
+            raise ValueError("prediction must hold probabilities in [0, 1] (apply softmax to logits first)")
+        if target.min() < 0 or target.max() > 1:
+            raise ValueError("target must be one-hot or soft labels in [0, 1]")
+    return probs, target
+
+
+def one_hot(labels, num_classes: int | None = None, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Integer label map ``(B, *spatial)`` -> one-hot ``(B, C, *spatial)`` float tensor.
+
+    ``num_classes`` defaults to ``max(label) + 1`` (at least 2). Negative labels or labels
+    ``>= num_classes`` raise ``ValueError``.
+    """
+    lab = as_tensor(labels)
+    if lab.is_floating_point():
+        if not torch.equal(lab, lab.round()):
+            raise ValueError("label map must hold integers, got fractional values")
+    lab = lab.long()
+    if lab.numel() and lab.min() < 0:
+        raise ValueError("label map holds negative labels")
+    top = int(lab.max()) + 1 if lab.numel() else 1
+    if num_classes is None:
+        num_classes = max(2, top)
+    if top > num_classes:
+        raise ValueError(f"label {top - 1} does not fit num_classes={num_classes}")
+    out = torch.zeros((lab.shape[0], num_classes, *lab.shape[1:]), dtype=dtype, device=lab.device)
+    out.scatter_(1, lab.unsqueeze(1), 1)
+    return out
+
+
+def to_probs(logits) -> torch.Tensor:
+    """Softmax over the channel axis (dim 1): logits ``(B, C, *spatial)`` -> probabilities."""
+    return torch.softmax(as_tensor(logits), dim=1)
+
+
+def binary_probs(foreground) -> torch.Tensor:
+    """Foreground probability map ``(B, *spatial)`` -> two-channel probabilities ``(B, 2, *spatial)``."""
+    p = as_tensor(foreground)
+    if not p.is_floating_point():
+        p = p.to(torch.get_default_dtype())
+    return torch.stack([1 - p, p], dim=1)
+
+
+def safe_log(p: torch.Tensor) -> torch.Tensor:
+    """``log(clamp(p, EPS))``: finite for hard 0/1 predictions."""
+    return torch.log(p.clamp_min(EPS))
+
+
+def spatial_dims(t: torch.Tensor) -> tuple[int, ...]:
+    """Axes after (B, C)."""
+    return tuple(range(2, t.ndim))
+
+
+def reduce_samples(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    """Reduce a ``(B,)`` vector of per-sample losses: ``"mean"`` | ``"sum"`` | ``"none"``."""
+    if reduction == "mean":
+        return per_sample.mean()
+    if reduction == "sum":
+        return per_sample.sum()
+    if reduction == "none":
+        return per_sample
+    raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")

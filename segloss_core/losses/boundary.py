@@ -1,0 +1,3 @@
+"""boundary-based losses (stub: being written)."""
+
+SPECS: list = []

@@ -1,0 +1,3 @@
+"""compound-based losses (stub: being written)."""
+
+SPECS: list = []

@@ -1,0 +1,3 @@
+"""distribution-based losses (stub: being written)."""
+
+SPECS: list = []

@@ -1,0 +1,3 @@
+"""region-based losses (stub: being written)."""
+
+SPECS: list = []

@@ -1,0 +1,258 @@
+"""The loss registry: one ``LossSpec`` per loss, and the public ``compute`` / ``loss_and_grad`` API.
+
+Each family module in ``segloss_core.losses`` defines its loss functions and a module-level
+``SPECS`` list; this module gathers them. Adding a loss = one function + one ``LossSpec`` entry
+in its family's ``SPECS``; it then appears in every page, table, CLI listing and test.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+
+from ._tensors import EPS, check_pair, reduce_samples, safe_log
+
+CATEGORIES = ("distribution", "region", "boundary", "compound")
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One loss parameter, described well enough for a UI to build its widget.
+
+    kind: ``"float"`` | ``"int"`` | ``"bool"`` | ``"choice"`` | ``"floats"`` (optional sequence,
+    e.g. per-class weights; default ``None``). ``range`` is ``(low, high)`` for numbers,
+    ``choices`` the allowed values for ``"choice"``.
+    """
+
+    default: Any
+    kind: str
+    help: str
+    range: tuple[float, float] | None = None
+    choices: tuple[Any, ...] | None = None
+    step: float | None = None
+
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` coerced to this kind, or raise ``ValueError`` with a one-line message."""
+        if self.kind == "bool":
+            if not isinstance(value, (bool, int)) or value not in (0, 1):
+                raise ValueError(f"parameter {name!r} must be true or false, got {value!r}")
+            return bool(value)
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"parameter {name!r} must be one of {list(self.choices)}, got {value!r}")
+            return value
+        if self.kind == "floats":
+            if value is None:
+                return None
+            if isinstance(value, (int, float)):
+                value = [value]
+            try:
+                vals = [float(v) for v in value]
+            except (TypeError, ValueError):
+                raise ValueError(f"parameter {name!r} must be a sequence of numbers, got {value!r}") from None
+            if any(v != v or v < 0 for v in vals):
+                raise ValueError(f"parameter {name!r} must hold non-negative numbers, got {vals}")
+            return tuple(vals)
+        try:
+            num = int(value) if self.kind == "int" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {name!r} must be a number, got {value!r}") from None
+        if num != num:
+            raise ValueError(f"parameter {name!r} is NaN")
+        if self.range is not None and not (self.range[0] <= num <= self.range[1]):
+            raise ValueError(f"parameter {name!r}={num} is outside [{self.range[0]}, {self.range[1]}]")
+        return num
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the app, CLI and tests need to know about one loss.
+
+    ``fn(probs, target, *, reduction="mean", **params)`` is the functional form.
+    ``from_stats(conf, **params) -> (B,)``, where present, derives per-sample values from a
+    ``SoftConfusion`` (region losses), so several region losses can share one pass over the data.
+    ``uses_spacing``: the function takes ``spacing`` (voxel size) for its distance maps.
+    ``binary_only``: raises ``ValueError`` for C > 2 (shown as "n/a: binary only").
+    """
+
+    name: str
+    title: str
+    category: str
+    fn: Callable[..., torch.Tensor]
+    formula: str
+    reference: str
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    from_stats: Callable[..., torch.Tensor] | None = None
+    uses_spacing: bool = False
+    binary_only: bool = False
+    summary: str = ""
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.params.items()}
+
+    def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Defaults updated with ``params``; unknown names and bad values raise ``ValueError``."""
+        out = self.defaults
+        for k, v in (params or {}).items():
+            if k not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise ValueError(f"loss {self.name!r} has no parameter {k!r} (known: {known})")
+            out[k] = self.params[k].validate(k, v)
+        return out
+
+
+def _collect() -> dict[str, LossSpec]:
+    from .losses import boundary, compound, distribution, region
+
+    specs: dict[str, LossSpec] = {}
+    for module in (distribution, region, boundary, compound):
+        for spec in module.SPECS:
+            if spec.name in specs:
+                raise RuntimeError(f"loss {spec.name!r} registered twice")
+            if spec.category not in CATEGORIES:
+                raise RuntimeError(f"loss {spec.name!r} has unknown category {spec.category!r}")
+            specs[spec.name] = spec
+    return specs
+
+
+_REGISTRY: dict[str, LossSpec] | None = None
+
+
+def _registry() -> dict[str, LossSpec]:
+    global _REGISTRY
+    if _REGISTRY is None:
+        _REGISTRY = _collect()
+    return _REGISTRY
+
+
+def list_losses(category: str | None = None) -> list[str]:
+    """Registry names, in taxonomy order (distribution, region, boundary, compound)."""
+    return [n for n, s in _registry().items() if category is None or s.category == category]
+
+
+def get_loss(name: str) -> LossSpec:
+    """The ``LossSpec`` registered under ``name``; unknown names raise a one-line ``ValueError``."""
+    try:
+        return _registry()[name]
+    except KeyError:
+        raise ValueError(f"unknown loss {name!r}; available: {', '.join(_registry())}") from None
+
+
+def _call(spec: LossSpec, probs, target, reduction, params, spacing):
+    kw = spec.resolve_params(params)
+    if spec.uses_spacing:
+        kw["spacing"] = spacing
+    return spec.fn(probs, target, reduction=reduction, **kw)
+
+
+def compute(name: str, probs, target, reduction: str = "mean", *, spacing=None, **params) -> torch.Tensor:
+    """Value of loss ``name`` at ``probs`` (B, C, *spatial) against one-hot ``target``.
+
+    ``reduction="mean"`` (0-dim), ``"sum"``, or ``"none"``: shape ``(B,)``, each sample's loss as
+    if it were evaluated alone (for batch-pooled settings such as ``batch=True``, ``topk`` or
+    ``lovasz_softmax(per_image=False)`` the mean of these differs from the pooled value).
+    """
+    spec = get_loss(name)
+    probs, target = check_pair(probs, target)
+    reduce_samples(torch.zeros(1), reduction)  # validates the name
+    return _call(spec, probs, target, reduction, params, spacing)
+
+
+def loss_and_grad(
+    name: str, probs, target, wrt: str = "probs", reduction: str = "mean", *, spacing=None, **params
+) -> tuple[float, torch.Tensor]:
+    """Loss value and its gradient, same shape as ``probs``.
+
+    ``wrt="probs"``: d loss / d probs at the given probabilities.
+    ``wrt="logits"``: d loss / d z with ``z = log(clamp(probs, EPS))``, the loss evaluated at
+    ``softmax(z)`` (equal to ``probs`` except where probs < EPS), so hard 0/1 predictions have
+    finite logit gradients; CE's is ``(softmax(z) - g) / N``.
+    """
+    out = losses_and_grads([name], probs, target, wrt=wrt, reduction=reduction, spacing=spacing,
+                           params={name: params}, raise_errors=True)
+    return out[name]
+
+
+def losses_and_grads(
+    names: Sequence[str],
+    probs,
+    target,
+    wrt: str = "probs",
+    reduction: str = "mean",
+    *,
+    spacing=None,
+    params: dict[str, dict[str, Any]] | None = None,
+    raise_errors: bool = False,
+) -> dict[str, tuple[float, torch.Tensor] | str]:
+    """``loss_and_grad`` for several losses on one validated input (one leaf, one graph per loss).
+
+    With ``raise_errors=False`` a loss that is undefined here (e.g. ``lovasz_hinge`` for C > 2)
+    maps to a one-line reason string instead of a ``(value, grad)`` pair.
+    """
+    if wrt not in ("probs", "logits"):
+        raise ValueError(f"wrt must be 'probs' or 'logits', got {wrt!r}")
+    probs, target = check_pair(probs, target)
+    params = params or {}
+    if wrt == "probs":
+        leaf = probs.detach().clone().requires_grad_(True)
+        x = leaf
+    else:
+        leaf = safe_log(probs.detach()).requires_grad_(True)
+        x = torch.softmax(leaf, dim=1)
+    out: dict[str, tuple[float, torch.Tensor] | str] = {}
+    for name in names:
+        spec = get_loss(name)
+        try:
+            value = _call(spec, x, target, reduction, params.get(name), spacing)
+            if reduction == "none":
+                value = value.sum()
+            (grad,) = torch.autograd.grad(value, leaf, retain_graph=True, allow_unused=True)
+        except ValueError as err:
+            if raise_errors:
+                raise
+            out[name] = str(err)
+            continue
+        if grad is None:
+            grad = torch.zeros_like(leaf)
+        out[name] = (float(value.detach()), grad.detach())
+    return out
+
+
+def compute_all(
+    probs,
+    target,
+    names: Sequence[str] | None = None,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    spacing=None,
+    reduction: str = "mean",
+) -> dict[str, float | str]:
+    """Every registered loss (or ``names``) at once: ``{name: value}`` or ``{name: "n/a: reason"}``."""
+    probs, target = check_pair(probs, target)
+    params = params or {}
+    out: dict[str, float | str] = {}
+    with torch.no_grad():
+        for name in names or list_losses():
+            spec = get_loss(name)
+            try:
+                out[name] = float(_call(spec, probs, target, reduction, params.get(name), spacing))
+            except ValueError as err:
+                out[name] = f"n/a: {err}"
+    return out
+
+
+__all__ = [
+    "EPS",
+    "CATEGORIES",
+    "ParamSpec",
+    "LossSpec",
+    "list_losses",
+    "get_loss",
+    "compute",
+    "loss_and_grad",
+    "losses_and_grads",
+    "compute_all",
+]

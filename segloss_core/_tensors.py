@@ -73,13 +73,16 @@ def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
     if target.device != probs.device:
         target = target.to(probs.device)
     with torch.no_grad():
-        if not torch.isfinite(probs).all():
-            raise ValueError("prediction contains NaN or Inf")
-        if not torch.isfinite(target).all():
-            raise ValueError("target contains NaN or Inf")
-        if probs.min() < 0 or probs.max() > 1:
+        # one pass per tensor: NaN fails both comparisons, +-Inf fails the range
+        lo, hi = torch.aminmax(probs)
+        if not (lo >= 0 and hi <= 1):
+            if not torch.isfinite(probs).all():
+                raise ValueError("prediction contains NaN or Inf")
             raise ValueError("prediction must hold probabilities in [0, 1] (apply softmax to logits first)")
-        if target.min() < 0 or target.max() > 1:
+        lo, hi = torch.aminmax(target)
+        if not (lo >= 0 and hi <= 1):
+            if not torch.isfinite(target).all():
+                raise ValueError("target contains NaN or Inf")
             raise ValueError("target must be one-hot or soft labels in [0, 1]")
     return probs, target
 

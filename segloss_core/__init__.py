@@ -10,6 +10,7 @@ what these functions compute.
 
 from ._tensors import EPS, as_tensor, binary_probs, one_hot, resolve_device, to_probs
 from .case import Case
+from .metrics import segmentation_metrics as segmentation_metrics  # load now: `def metrics` below must win
 from .registry import (
     LossSpec,
     ParamSpec,

@@ -31,6 +31,15 @@ class SoftConfusion:
     pred_sq: torch.Tensor
     target_sq: torch.Tensor
     n_pixels: int
+    #: plain product intersection ``sum p g`` when it differs from ``tp`` (``soft_label=True``);
+    #: ``None`` means "equal to ``tp``". The squared (V-Net) forms use it: MONAI's ord-2 soft-label
+    #: TP, ``(|p|_2^2 + |g|_2^2 - |p - g|_2^2) / 2``, is exactly ``sum p g``.
+    inner: torch.Tensor | None = None
+
+    @property
+    def product_tp(self) -> torch.Tensor:
+        """``sum p g`` (the TP of the squared / V-Net forms, whatever ``soft_label`` was)."""
+        return self.tp if self.inner is None else self.inner
 
     @property
     def fp(self) -> torch.Tensor:
@@ -40,18 +49,20 @@ class SoftConfusion:
     def fn(self) -> torch.Tensor:
         return self.target_sum - self.tp
 
-    def classes(self, include_background: bool) -> "SoftConfusion":
+    def classes(self, include_background: bool) -> SoftConfusion:
         """Drop channel 0 unless ``include_background``."""
         if include_background:
             return self
         return SoftConfusion(*(t[:, 1:] for t in (self.tp, self.pred_sum, self.target_sum,
-                                                  self.pred_sq, self.target_sq)), self.n_pixels)
+                                                  self.pred_sq, self.target_sq)), self.n_pixels,
+                             None if self.inner is None else self.inner[:, 1:])
 
-    def pooled(self) -> "SoftConfusion":
+    def pooled(self) -> SoftConfusion:
         """Sum over the batch axis (nnU-Net's "batch dice"): shapes become ``(1, C)``."""
         return SoftConfusion(*(t.sum(0, keepdim=True) for t in (self.tp, self.pred_sum, self.target_sum,
                                                                self.pred_sq, self.target_sq)),
-                             self.n_pixels * self.tp.shape[0])
+                             self.n_pixels * self.tp.shape[0],
+                             None if self.inner is None else self.inner.sum(0, keepdim=True))
 
 
 def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: bool = False) -> SoftConfusion:
@@ -59,14 +70,17 @@ def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: boo
     dims = spatial_dims(probs)
     pred_sum = probs.sum(dims)
     target_sum = target.sum(dims)
+    product = (probs * target).sum(dims)
+    inner = None
+    tp = product
     if soft_label:
         tp = 0.5 * (pred_sum + target_sum - (probs - target).abs().sum(dims))
-    else:
-        tp = (probs * target).sum(dims)
+        inner = product
     n = 1
     for d in probs.shape[2:]:
         n *= d
-    return SoftConfusion(tp, pred_sum, target_sum, (probs * probs).sum(dims), (target * target).sum(dims), n)
+    return SoftConfusion(tp, pred_sum, target_sum, (probs * probs).sum(dims), (target * target).sum(dims), n,
+                         inner)
 
 
 def per_sample_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -38,7 +38,7 @@ def _edge_cases():
     lab[0, 2:6, 2:6] = 1
     perfect = (_hard(lab, 2), _hard(lab, 2))
     wrong = (_hard(1 - lab, 2), _hard(lab, 2))
-    empty_gt = (_random_case(1)[0], _hard(torch.zeros_like(lab), 2))
+    empty_gt = (_random_case(1, shape=(8, 8))[0], _hard(torch.zeros_like(lab), 2))
     empty_both = (_hard(torch.zeros_like(lab), 2), _hard(torch.zeros_like(lab), 2))
     one_px = torch.zeros_like(lab)
     one_px[0, 4, 4] = 1

@@ -1,14 +1,19 @@
 """The current case and loss parameters, kept in ``st.session_state`` so every page shares them.
 
 Interface used by every page (keep it stable):
-- ``current_case() -> segloss_core.Case``: the case built by the sidebar case builder.
-- ``current_params() -> dict[str, dict]``: per-loss parameter overrides chosen on the Playground.
+- ``current_case() -> segloss_core.Case``: the 2-D case built by the sidebar case builder (for an
+  uploaded 3-D volume: the slice picked in the sidebar).
+- ``set_case(case)``: replace it (the case builder does this).
+- ``current_volume() -> Case | None``: the whole 3-D volume when one was uploaded, else ``None``.
+- ``current_params() -> dict[str, dict]``: per-loss parameter overrides chosen on the Playground
+  (``{loss: {param: value}}``, only values that differ from the registry defaults).
 - ``panel(title)``: context manager, an error boundary for one panel.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 
 import numpy as np
 import streamlit as st
@@ -17,7 +22,11 @@ from streamlit.runtime.scriptrunner import RerunException, StopException
 from segloss_core import Case
 
 CASE_KEY = "segloss_case"
+VOLUME_KEY = "segloss_volume"
 PARAMS_KEY = "segloss_loss_params"
+SOURCE_KEY = "segloss_case_source"
+
+log = logging.getLogger("segloss.ui")
 
 
 def _fallback_case() -> Case:
@@ -33,12 +42,29 @@ def current_case() -> Case:
     return st.session_state[CASE_KEY]
 
 
-def set_case(case: Case) -> None:
+def set_case(case: Case, *, volume: Case | None = None, source: dict | None = None) -> None:
+    """Make ``case`` (2-D) current. ``volume``: the 3-D case it was sliced from, if any.
+    ``source``: how to rebuild it (for the Python snippet), default "saved .npz"."""
     st.session_state[CASE_KEY] = case
+    st.session_state[VOLUME_KEY] = volume
+    st.session_state[SOURCE_KEY] = source or {"kind": "npz", "path": "case.npz"}
+
+
+def current_volume() -> Case | None:
+    return st.session_state.get(VOLUME_KEY)
+
+
+def case_source() -> dict:
+    """How the current case was made: ``{"kind": "preset", ...}`` or ``{"kind": "npz", ...}``."""
+    return st.session_state.get(SOURCE_KEY) or {"kind": "npz", "path": "case.npz"}
 
 
 def current_params() -> dict[str, dict]:
     return st.session_state.setdefault(PARAMS_KEY, {})
+
+
+def set_params(params: dict[str, dict]) -> None:
+    st.session_state[PARAMS_KEY] = {k: dict(v) for k, v in params.items() if v}
 
 
 @contextlib.contextmanager
@@ -53,4 +79,5 @@ def panel(title: str | None = None):
         except Exception as err:  # noqa: BLE001 - the error boundary is the point
             where = f" in {title}" if title else ""
             first = str(err).splitlines()[0] if str(err) else type(err).__name__
+            log.exception("panel %s failed", title)
             st.error(f"Something went wrong{where}: {first}")

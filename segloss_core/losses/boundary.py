@@ -1,3 +1,165 @@
-"""boundary-based losses (stub: being written)."""
+r"""Boundary-based losses (Ma 2020, section 5): the boundary (surface) loss and the Hausdorff-DT loss.
 
-SPECS: list = []
+Both weight a pixel-wise term by a distance map of the ground truth (and, for Hausdorff-DT, of the
+thresholded prediction) computed by :mod:`segloss_core.distance`: on the CPU with scipy's exact EDT,
+under ``no_grad``, cached per ground-truth image, moved once to the input's device and dtype. The maps
+are constants for autograd, so the gradients are closed forms (G10 of the theory notes).
+
+Convention (issue 2 decides where the papers differ):
+    - ``probs`` and ``target`` are ``(B, C, *spatial)``, 2-D or 3-D, ``C >= 2``; prediction first.
+    - ``include_background=False`` (default) uses the foreground channels ``1..C-1`` only; ``True``
+      adds channel 0.
+    - Per sample: the mean over the selected classes and the pixels; then ``reduction`` over samples
+      (``"mean"`` | ``"sum"`` | ``"none"`` -> ``(B,)``). This equals MONAI's mean over ``(B, C)``.
+    - ``spacing``: voxel size per spatial axis; distances are physical (``None`` = 1 per axis).
+    - Empty or full masks give all-zero distance maps (MONAI's guard): such a channel contributes 0
+      to the boundary loss, and only its ``d_S`` / ``d_G`` partner weights the Hausdorff-DT loss.
+      Every value and gradient is finite for hard 0/1 predictions, empty classes and single pixels.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from .._tensors import reduce_samples, spatial_dims
+from ..distance import signed_distance_map, unsigned_distance_map
+from ..registry import LossSpec, ParamSpec
+
+_HELP_BG = "also use channel 0 (background); by default only the foreground classes are used"
+
+
+def _select(probs: torch.Tensor, target: torch.Tensor, include_background: bool):
+    if include_background:
+        return probs, target
+    return probs[:, 1:], target[:, 1:]
+
+
+def boundary_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    include_background: bool = False,
+    spacing: Sequence[float] | float | None = None,
+) -> torch.Tensor:
+    r"""Boundary (surface) loss of Kervadec et al.: probabilities weighted by the GT's signed distance.
+
+    .. math::
+        L_{BD} = \frac{1}{|K|\,N} \sum_{c \in K} \sum_{i=1}^{N} \phi_G^c(i)\, s_i^c,
+        \qquad \frac{\partial L_{BD}}{\partial s_i^c} = \frac{\phi_G^c(i)}{|K|\,N}
+
+    where :math:`\phi_G^c` is :func:`segloss_core.distance.signed_distance_map` of class ``c`` (positive
+    outside the object, 0 on its inner boundary ring, negative deeper inside as :math:`-(d - 1)`),
+    :math:`K` the selected classes and :math:`N` the number of pixels.
+
+    Convention:
+        Per sample, then ``reduction`` over the batch (``"mean"`` divides the gradient by ``B`` too).
+        **The value can be negative**: it is minimised by :math:`s^c = 1` exactly where
+        :math:`\phi_G^c < 0` (the interior of the object without its boundary ring), and a perfect
+        prediction scores :math:`\frac{1}{|K|N}\sum_c \sum_{i \in G_c} \phi_G^c(i) \le 0`; only
+        differences matter. Kervadec uses it together with a region loss (GDL, with a weight on the
+        boundary term that grows from 0.01). An empty or full class has a zero map and contributes 0
+        (MONAI 1.6.1 ``BoundaryLoss``). The map is a constant (no gradient through it), computed on
+        the CPU and cached per ground-truth image.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per-sample values ``(B,)``).
+        include_background: also use channel 0 (default ``False``: foreground classes).
+        spacing: voxel size per spatial axis (``None`` = 1).
+
+    Reference: Kervadec et al., "Boundary loss for highly unbalanced segmentation", MIDL 2019; section 5
+    of Ma, "Segmentation Loss Odyssey", arXiv 2020; equals MONAI 1.6.1 ``BoundaryLoss``.
+    """
+    p, g = _select(probs, target, include_background)
+    phi = signed_distance_map(g, spacing, dtype=p.dtype)
+    per_sample = (p * phi).mean(dim=spatial_dims(p)).mean(dim=1)
+    return reduce_samples(per_sample, reduction)
+
+
+def hausdorff_dt_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    alpha: float = 2.0,
+    include_background: bool = False,
+    spacing: Sequence[float] | float | None = None,
+) -> torch.Tensor:
+    r"""Hausdorff distance-transform loss of Karimi & Salcudean (squared error weighted by distances).
+
+    .. math::
+        L_{HD} = \frac{1}{|K|\,N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2
+            \left( d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha} \right)
+
+    where :math:`d_G^c` and :math:`d_S^c` are :func:`segloss_core.distance.unsigned_distance_map` of the
+    ground truth and of the thresholded prediction :math:`s^c > 0.5`, :math:`K` the selected classes.
+
+    Convention:
+        Per (sample, class) the mean over pixels, then the mean over the classes and ``reduction``
+        over the samples: equals MONAI ``HausdorffDTLoss(alpha, include_background=False)`` on
+        probabilities. The squared error follows issue 2 and MONAI (Karimi's eq. uses the same
+        square). Both maps are constants (no gradient through the thresholding), so
+        :math:`\partial L / \partial s_i^c = 2 (s_i^c - g_i^c)(d_G^\alpha + d_S^\alpha) / (|K| N)`.
+        Empty or full masks have zero maps (MONAI): when both the GT and the thresholded prediction
+        of a class are empty or full, both maps vanish and the class contributes 0 however wrong the
+        soft prediction is (e.g. a full GT predicted empty). The value is >= 0 and 0 at a perfect
+        prediction.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per-sample values ``(B,)``).
+        alpha: exponent of the distances (default 2).
+        include_background: also use channel 0 (default ``False``: foreground classes).
+        spacing: voxel size per spatial axis (``None`` = 1).
+
+    Reference: Karimi & Salcudean, "Reducing the Hausdorff distance in medical image segmentation with
+    convolutional neural networks", IEEE TMI 39(2), 2020; section 5 of Ma, "Segmentation Loss Odyssey",
+    arXiv 2020; equals MONAI ``HausdorffDTLoss``.
+    """
+    p, g = _select(probs, target, include_background)
+    with torch.no_grad():
+        d_gt = unsigned_distance_map(g, spacing, dtype=p.dtype)
+        d_pred = unsigned_distance_map(p.detach() > 0.5, spacing, dtype=p.dtype)
+        weight = d_gt.pow_(alpha).add_(d_pred.pow_(alpha))
+    per_sample = ((p - g).square() * weight).mean(dim=spatial_dims(p)).mean(dim=1)
+    return reduce_samples(per_sample, reduction)
+
+
+SPECS = [
+    LossSpec(
+        name="boundary",
+        title="Boundary loss",
+        category="boundary",
+        fn=boundary_loss,
+        formula=r"L_{BD} = \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} \phi_G^c(i)\, s_i^c",
+        reference="Kervadec et al., MIDL 2019; section 5 of Ma 2020",
+        params={"include_background": ParamSpec(False, "bool", _HELP_BG)},
+        uses_spacing=True,
+        summary="Integrates the prediction against the ground truth's signed distance map, so mass far "
+        "outside the object costs more; can be negative; pair it with a region loss for tiny objects.",
+    ),
+    LossSpec(
+        name="hausdorff_dt",
+        title="Hausdorff distance-transform loss",
+        category="boundary",
+        fn=hausdorff_dt_loss,
+        formula=r"L_{HD} = \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2 "
+        r"\left(d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha}\right)",
+        reference="Karimi & Salcudean, IEEE TMI 2020; section 5 of Ma 2020",
+        params={
+            "alpha": ParamSpec(
+                2.0, "float", "Exponent of the distances: larger values punish errors far from the "
+                "boundaries more.", range=(0.0, 4.0), step=0.5,
+            ),
+            "include_background": ParamSpec(False, "bool", _HELP_BG),
+        },
+        uses_spacing=True,
+        summary="Squared error weighted by the squared distances to the ground-truth and predicted "
+        "boundaries: targets large boundary errors, a differentiable stand-in for the Hausdorff distance.",
+    ),
+]

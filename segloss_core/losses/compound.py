@@ -1,3 +1,349 @@
-"""compound-based losses (stub: being written)."""
+r"""Compound losses (Ma 2020, section 5): Combo, exponential-logarithmic, Dice + CE, and Liu et al.'s
+CE + region-size penalty.
 
-SPECS: list = []
+Same tensor conventions as the other families: class probabilities ``probs`` ``(B, C, *spatial)``,
+one-hot ``target`` of the same shape, per-sample values ``(B,)`` reduced by ``reduce_samples``.
+Logs and fractional powers are clamped at ``EPS = 1e-7`` so that hard 0/1 predictions, empty
+classes and perfect predictions keep finite values and gradients.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+
+from .._tensors import EPS, reduce_samples, spatial_dims
+from ..registry import LossSpec, ParamSpec
+from .distribution import ce_loss, clamped_log, class_vector, pixel_ce
+
+__all__ = ["combo_loss", "exp_log_loss", "dice_ce_loss", "region_size_loss", "SPECS"]
+
+
+def _soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
+    """Linear soft Dice ``(2I + s) / (S + G + s)`` per sample and channel -> ``(B, C)``."""
+    dims = spatial_dims(probs)
+    inter = (probs * target).sum(dims)
+    return (2 * inter + smooth) / (probs.sum(dims) + target.sum(dims) + smooth)
+
+
+def combo_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    alpha: float = 0.5,
+    beta: float = 0.5,
+    smooth: float = 1e-5,
+) -> torch.Tensor:
+    r"""Combo loss: weighted binary CE plus Dice loss, per foreground class (eq. 15 of Ma 2020).
+
+    .. math::
+        L_{Combo} = \alpha \Big(-\frac{1}{N}\sum_{i=1}^{N} \big[\beta\, g_i \log s_i
+        + (1-\beta)(1-g_i)\log(1-s_i)\big]\Big)
+        + (1-\alpha)\Big(1 - \frac{2\sum_i s_i g_i + \epsilon_s}{\sum_i s_i + \sum_i g_i + \epsilon_s}\Big)
+
+    Convention:
+        Taghanaki et al. write the loss for one foreground class; here it is computed one-vs-rest
+        on each foreground channel ``c = 1..C-1`` (``s_i = s_i^c``, ``g_i = g_i^c``; for a binary
+        case that is channel 1) and averaged over those classes, then ``reduction`` over samples.
+        ``beta`` weights the foreground term of the BCE (``beta > 0.5`` penalises false negatives
+        more). The Dice term is written ``1 - Dice`` (not ``-Dice`` as printed) so the loss is
+        ``>= 0`` and 0 at a perfect prediction; the gradient is the printed form's. ``smooth``
+        (``epsilon_s``) enters as in MONAI, so an empty class predicted empty has Dice 1; the
+        BCE logs are clamped at ``EPS``.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        alpha: weight of the BCE term (``1 - alpha`` on the Dice term), in [0, 1].
+        beta: weight of the foreground BCE term, in [0, 1].
+        smooth: Dice smoothing, numerator and denominator.
+
+    Reference: Taghanaki et al., "Combo loss", Computerized Medical Imaging and Graphics 75, 2019;
+    eq. 15 of Ma, "Segmentation Loss Odyssey", arXiv 2020.
+    """
+    fg_probs, fg_target = probs[:, 1:], target[:, 1:]
+    dims = spatial_dims(probs)
+    wbce = -(beta * fg_target * clamped_log(fg_probs) + (1 - beta) * (1 - fg_target) * clamped_log(1 - fg_probs)).mean(dims)
+    dice = _soft_dice(fg_probs, fg_target, smooth)
+    per_class = alpha * wbce + (1 - alpha) * (1 - dice)
+    return reduce_samples(per_class.mean(1), reduction)
+
+
+def _clamped_power(neg_log: torch.Tensor, gamma: float) -> torch.Tensor:
+    """``max(x, EPS) ** gamma``: finite value and gradient at ``x = 0`` (perfect prediction)."""
+    return neg_log.clamp_min(EPS).pow(gamma)
+
+
+def exp_log_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    w_dice: float = 0.8,
+    w_ce: float = 0.2,
+    gamma: float = 0.3,
+    smooth: float = 1e-5,
+    class_weights: Sequence[float] | None = None,
+) -> torch.Tensor:
+    r"""Exponential-logarithmic loss (eq. 16 of Ma 2020, Wong et al.).
+
+    .. math::
+        L_{ELL} = w_{Dice}\, \frac{1}{C-1}\sum_{c=1}^{C-1} \big(-\log Dice_c\big)^{\gamma}
+        + w_{CE}\, \frac{1}{N}\sum_{i=1}^{N} \sum_{c} w_c\, g_i^c \big(-\log s_i^c\big)^{\gamma},
+        \qquad Dice_c = \frac{2\sum_i g_i^c s_i^c + \epsilon_s}{\sum_i (g_i^c + s_i^c) + \epsilon_s}
+
+    Convention:
+        The Dice part is computed per sample for each foreground class (channel 0 dropped) and
+        averaged over them; the CE part runs over all pixels and classes, with optional
+        ``class_weights`` ``w_c`` (length ``C``, ``None`` = 1). One exponent ``gamma`` serves both
+        terms (``gamma_Dice = gamma_CE``, 0.3 by default as in Wong et al.). Logs are clamped at
+        ``EPS`` and every ``-log`` is clamped at ``>= EPS`` before the fractional power, so a
+        perfect prediction has finite gradients; its value is the floor
+        :math:`(w_{Dice} + w_{CE}\,\bar w)\,\epsilon^{\gamma}` (0.0079 at the defaults), not 0.
+        An empty class predicted empty has Dice ~1 thanks to ``smooth``.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        w_dice: weight of the Dice part.
+        w_ce: weight of the CE part.
+        gamma: exponent of both parts, > 0.
+        smooth: Dice smoothing (numerator and denominator).
+        class_weights: per-class weights of the CE part, length ``C``.
+
+    Reference: Wong et al., "3D segmentation with exponential logarithmic loss", MICCAI 2018;
+    eq. 16 of Ma, "Segmentation Loss Odyssey", arXiv 2020.
+    """
+    if float(gamma) <= 0:
+        raise ValueError(f"gamma must be > 0, got {gamma}")
+    weights = class_vector(class_weights, probs.shape[1], "class_weights", probs)
+    dice = _soft_dice(probs[:, 1:], target[:, 1:], smooth)
+    dice_part = _clamped_power(-clamped_log(dice), gamma).mean(1)
+    ce_terms = target * _clamped_power(-clamped_log(probs), gamma)
+    if weights is not None:
+        ce_terms = ce_terms * weights
+    ce_part = ce_terms.sum(1).flatten(1).mean(1)
+    return reduce_samples(w_dice * dice_part + w_ce * ce_part, reduction)
+
+
+def dice_ce_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    lambda_dice: float = 1.0,
+    lambda_ce: float = 1.0,
+    smooth: float = 1e-5,
+    include_background: bool = True,
+    batch: bool = False,
+    squared: bool = False,
+) -> torch.Tensor:
+    r"""Dice + cross-entropy, the nnU-Net default loss.
+
+    .. math::
+        L = \lambda_{Dice}\, L_{Dice} + \lambda_{CE}\, L_{CE}
+
+    Convention:
+        ``L_Dice`` is :func:`segloss_core.losses.region.dice_loss` with ``smooth``,
+        ``include_background``, ``batch`` and ``squared`` (per sample and class, then the mean;
+        ``batch=True`` pools the batch first); ``L_CE`` is :func:`ce_loss` over all classes. With
+        ``reduction="none"`` both terms are per sample, unpooled. Equal to MONAI's
+        ``DiceCELoss(softmax=True, lambda_dice, lambda_ce)`` fed the logits ``log(probs)``.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        lambda_dice: weight of the Dice term.
+        lambda_ce: weight of the CE term.
+        smooth: Dice smoothing, ``(2I + smooth) / (S + G + smooth)``.
+        include_background: keep channel 0 in the Dice mean.
+        batch: pool the batch before the Dice ratio (nnU-Net's batch Dice).
+        squared: V-Net squared denominator.
+
+    Reference: Isensee et al., nnU-Net, Nature Methods 2021; Taghanaki et al. 2019 (Ma 2020, section 5
+    and the recommendation of section 6; no equation number).
+    """
+    from .region import dice_loss
+
+    dice = dice_loss(probs, target, reduction=reduction, smooth=smooth, squared=squared,
+                     include_background=include_background, batch=batch)
+    return lambda_dice * dice + lambda_ce * ce_loss(probs, target, reduction=reduction)
+
+
+def _target_proportions(target: torch.Tensor, target_proportion: Sequence[float] | None) -> torch.Tensor:
+    """``tau``: the ground truth's class proportions per sample ``(B, C)``, or the given ones broadcast."""
+    batch, num_classes = target.shape[:2]
+    if target_proportion is None:
+        return target.flatten(2).mean(2)
+    if isinstance(target_proportion, (int, float)):
+        target_proportion = [target_proportion]
+    vals = [float(v) for v in target_proportion]
+    if any(not math.isfinite(v) or v < 0 or v > 1 for v in vals):
+        raise ValueError(f"target_proportion must hold numbers in [0, 1], got {vals}")
+    if len(vals) == 1:
+        if num_classes != 2:
+            raise ValueError(
+                f"a single target_proportion (foreground fraction) needs a binary case; give {num_classes} "
+                "per-class proportions summing to 1"
+            )
+        vals = [1.0 - vals[0], vals[0]]
+    if len(vals) != num_classes:
+        raise ValueError(f"target_proportion must hold 1 (binary) or C={num_classes} numbers, got {len(vals)}")
+    if abs(sum(vals) - 1.0) > 1e-6:
+        raise ValueError(f"target_proportion must sum to 1 over the classes, got {sum(vals):.6g}")
+    tau = torch.tensor(vals, dtype=target.dtype, device=target.device)
+    return tau.expand(batch, num_classes)
+
+
+def region_size_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    alpha: float = 1.0,
+    temperature: float = 1.0,
+    penalty: str = "l1",
+    target_proportion: Sequence[float] | None = None,
+) -> torch.Tensor:
+    r"""Cross-entropy plus a region-size (class-proportion) penalty (Liu et al., "CE + L1" / "CE + KL").
+
+    .. math::
+        L = L_{CE} + \alpha\, R(\hat\tau, \tau), \qquad
+        \hat\tau_{c} = \frac{1}{N}\sum_{i=1}^{N} \mathrm{softmax}\big(T \log \max(s_i, \epsilon)\big)_c
+
+    .. math::
+        R_{L1} = \frac{1}{C}\sum_{c=1}^{C} |\hat\tau_c - \tau_c|, \qquad
+        R_{KL} = \sum_{c=1}^{C} \tau_c \log\frac{\max(\tau_c, \epsilon)}{\max(\hat\tau_c, \epsilon)}
+
+    Convention:
+        Per sample, all classes (background included). ``tau`` is the ground truth's region
+        proportion of the same sample, unless ``target_proportion`` is given: one number = the
+        foreground fraction ``f`` of a binary case (``tau = [1 - f, f]``), or ``C`` proportions
+        summing to 1, used for every sample. The predicted proportion uses logits
+        ``log(clamp(s, EPS))`` sharpened by the temperature ``T``: ``T = 1`` gives ``s`` itself
+        (hence CE + L1 keeps the CE optimum ``q* = pi`` on an ambiguous band), while the authors'
+        configs use ``T = 10``, which matches the proportion of sharpened probabilities. ``"l1"``
+        averages over classes (so the batch mean is the mean over ``(b, c)`` as in their code);
+        ``"kl"`` sums over classes, then the batch mean. ``alpha = 0`` is :func:`ce_loss`. The
+        penalty pushes every pixel of a class in the same direction (a global grow/shrink force).
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        alpha: weight of the penalty (Liu et al.'s lambda).
+        temperature: ``T`` applied to the log-probabilities before the softmax, > 0.
+        penalty: ``"l1"`` | ``"kl"``.
+        target_proportion: fixed target proportions (see above); ``None`` = the ground truth's.
+
+    Reference: Liu et al., "Do we really need Dice? The hidden region-size biases of segmentation
+    losses", Medical Image Analysis 2023 (code: by-liu/SegLossBias); not in Ma 2020.
+    """
+    if penalty not in ("l1", "kl"):
+        raise ValueError(f"penalty must be 'l1' or 'kl', got {penalty!r}")
+    if not float(temperature) > 0:
+        raise ValueError(f"temperature must be > 0, got {temperature}")
+    tau = _target_proportions(target, target_proportion)
+    ce = pixel_ce(probs, target).flatten(1).mean(1)
+    if alpha == 0:
+        return reduce_samples(ce, reduction)
+    sharpened = torch.softmax(float(temperature) * clamped_log(probs), dim=1)
+    tau_hat = sharpened.flatten(2).mean(2)
+    if penalty == "l1":
+        region = (tau_hat - tau).abs().mean(1)
+    else:
+        region = (tau * (clamped_log(tau) - clamped_log(tau_hat))).sum(1)
+    return reduce_samples(ce + alpha * region, reduction)
+
+
+SPECS = [
+    LossSpec(
+        name="combo",
+        title="Combo loss",
+        category="compound",
+        fn=combo_loss,
+        formula=r"L_{Combo} = \alpha\Big(-\frac{1}{N}\sum_i \beta g_i\log s_i + (1-\beta)(1-g_i)\log(1-s_i)\Big)"
+        r" + (1-\alpha)\Big(1 - \frac{2\sum_i s_i g_i + \epsilon}{\sum_i s_i + \sum_i g_i + \epsilon}\Big)",
+        reference="Taghanaki et al., Computerized Medical Imaging and Graphics 2019; eq. 15 of Ma 2020",
+        params={
+            "alpha": ParamSpec(0.5, "float", "Weight of the weighted BCE term; 1 - alpha goes to the Dice term.",
+                               range=(0.0, 1.0), step=0.05),
+            "beta": ParamSpec(0.5, "float", "Weight of the foreground (false-negative) BCE term; "
+                              "1 - beta weights the background term.", range=(0.0, 1.0), step=0.05),
+            "smooth": ParamSpec(1e-5, "float", "Dice smoothing in numerator and denominator.",
+                                range=(0.0, 10.0), step=1e-5),
+        },
+        summary="Weighted BCE plus Dice loss per foreground class: BCE's smooth pixel-wise gradients with "
+        "Dice's robustness to class imbalance, and beta to trade false negatives against false positives.",
+    ),
+    LossSpec(
+        name="exp_log",
+        title="Exponential-logarithmic loss",
+        category="compound",
+        fn=exp_log_loss,
+        formula=r"L_{ELL} = w_{Dice}\,\mathbb{E}_c\big[(-\log Dice_c)^{\gamma}\big]"
+        r" + w_{CE}\,\mathbb{E}_i\big[w_c(-\log s_i^c)^{\gamma}\big]",
+        reference="Wong et al., MICCAI 2018; eq. 16 of Ma 2020",
+        params={
+            "w_dice": ParamSpec(0.8, "float", "Weight of the log-Dice part.", range=(0.0, 1.0), step=0.05),
+            "w_ce": ParamSpec(0.2, "float", "Weight of the log-CE part.", range=(0.0, 1.0), step=0.05),
+            "gamma": ParamSpec(0.3, "float", "Exponent of both parts; < 1 boosts poorly segmented classes "
+                               "and pixels.", range=(0.1, 3.0), step=0.05),
+            "smooth": ParamSpec(1e-5, "float", "Dice smoothing in numerator and denominator.",
+                                range=(0.0, 10.0), step=1e-5),
+            "class_weights": ParamSpec(None, "floats", "Optional per-class weights of the CE part "
+                                       "(background first); empty = all 1."),
+        },
+        summary="Fractional powers of -log Dice and -log CE: focuses on classes and pixels that are still "
+        "poorly predicted; for many structures of very different sizes.",
+    ),
+    LossSpec(
+        name="dice_ce",
+        title="Dice + cross-entropy",
+        category="compound",
+        fn=dice_ce_loss,
+        formula=r"L = \lambda_{Dice}\Big(1 - \frac{1}{C}\sum_c \frac{2\sum_i s_i^c g_i^c + \epsilon}"
+        r"{\sum_i s_i^c + \sum_i g_i^c + \epsilon}\Big) - \lambda_{CE}\frac{1}{N}\sum_i\sum_c g_i^c\log s_i^c",
+        reference="Isensee et al., nnU-Net, Nature Methods 2021; section 5 of Ma 2020 (no equation number)",
+        params={
+            "lambda_dice": ParamSpec(1.0, "float", "Weight of the Dice term.", range=(0.0, 10.0), step=0.1),
+            "lambda_ce": ParamSpec(1.0, "float", "Weight of the cross-entropy term.", range=(0.0, 10.0), step=0.1),
+            "smooth": ParamSpec(1e-5, "float", "Dice smoothing in numerator and denominator.",
+                                range=(0.0, 10.0), step=1e-5),
+            "include_background": ParamSpec(True, "bool", "Keep the background channel in the Dice mean."),
+            "batch": ParamSpec(False, "bool", "Pool the batch before the Dice ratio (nnU-Net batch Dice)."),
+            "squared": ParamSpec(False, "bool", "V-Net squared denominator sum s^2 + sum g^2 for Dice."),
+        },
+        summary="The nnU-Net default: Dice's region overlap plus CE's stable per-pixel gradients; a robust "
+        "first choice for most medical segmentation tasks.",
+    ),
+    LossSpec(
+        name="region_size",
+        title="CE + region-size penalty",
+        category="compound",
+        fn=region_size_loss,
+        formula=r"L = L_{CE} + \alpha\,\frac{1}{C}\sum_c\big|\hat\tau_c - \tau_c\big|,\ "
+        r"\hat\tau_c = \frac{1}{N}\sum_i \mathrm{softmax}(T\log s_i)_c",
+        reference="Liu et al., Medical Image Analysis 2023 (by-liu/SegLossBias); not in Ma 2020",
+        params={
+            "alpha": ParamSpec(1.0, "float", "Weight of the region-proportion penalty; 0 = plain CE.",
+                               range=(0.0, 100.0), step=0.1),
+            "temperature": ParamSpec(1.0, "float", "Temperature T on the log-probabilities before the "
+                                     "proportions; 1 = the probabilities (authors' configs: 10).",
+                                     range=(0.1, 50.0), step=0.1),
+            "penalty": ParamSpec("l1", "choice", "L1: mean |tau_hat - tau| over classes; KL: "
+                                 "sum tau log(tau / tau_hat).", choices=("l1", "kl")),
+            "target_proportion": ParamSpec(None, "floats", "Fixed target proportions: one foreground "
+                                           "fraction (binary) or one per class summing to 1; empty = "
+                                           "the ground truth's."),
+        },
+        summary="CE plus an explicit penalty matching predicted and target class proportions, to control "
+        "the region-size bias that Dice and CE carry implicitly.",
+    ),
+]

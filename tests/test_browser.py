@@ -1,0 +1,241 @@
+"""Real-browser tests: ``streamlit run app.py`` on a free loopback port, driven by Playwright in
+Debian's Chromium (/usr/bin/chromium). They load every page and fail on any exception text, draw a
+stroke on the canvas, upload a file, move a slider and check that the loss table (downloaded as
+CSV) changes, and open a share link. Screenshots go to $SHOTS (default: a temporary folder;
+``make screenshots`` sets docs/screenshots).
+
+Skipped, with the reason, only when /usr/bin/chromium or the playwright package is missing.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+CHROMIUM = "/usr/bin/chromium"
+ROOT = Path(__file__).resolve().parents[1]
+LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+               "--disable-sync", "--no-first-run"]
+#: (screenshot name, url path) of every page in app.py's st.navigation.
+PAGES = [("playground", ""), ("gradients", "gradients"), ("landscape", "landscape"), ("bias", "bias"),
+         ("agreement", "agreement"), ("optimise", "optimise")]
+BAD_TEXT = ("Traceback", "Error:", "Exception")
+STARTUP_S = 180
+RUN_TIMEOUT_MS = 180_000
+
+pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
+if not os.path.exists(CHROMIUM):
+    pytestmark.append(pytest.mark.skip(reason=f"{CHROMIUM} is missing (Debian package 'chromium')"))
+
+sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server():
+    """The app under ``streamlit run`` (error details on, so a traceback would be visible)."""
+    port = _free_port()
+    env = dict(os.environ, STREAMLIT_CLIENT_SHOW_ERROR_DETAILS="full", PYTHONUNBUFFERED="1")
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
+         "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.time() + STARTUP_S
+        while True:
+            try:
+                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
+                    break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.time() > deadline:
+                log.seek(0)
+                pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser):
+    context = browser.new_context(viewport={"width": 1400, "height": 1800}, accept_downloads=True)
+    pg = context.new_page()
+    yield pg
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def shots() -> Path:
+    folder = Path(os.environ.get("SHOTS") or tempfile.mkdtemp(prefix="segloss-shots-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def wait_for_app(page) -> None:
+    """Wait until the script has finished its run and the page has settled."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=RUN_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stSkeleton"]', state="detached", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_timeout(600)
+
+
+def open_page(page, server: str, path: str = "") -> None:
+    page.goto(f"{server}/{path}", timeout=RUN_TIMEOUT_MS)
+    page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=RUN_TIMEOUT_MS)
+    wait_for_app(page)
+
+
+def assert_clean(page, where: str) -> None:
+    text = page.inner_text("body")
+    bad = [w for w in BAD_TEXT if w in text]
+    assert not bad, f"{where}: exception text {bad} on the page"
+    assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: st.exception element"
+
+
+def metric_values(page) -> list[str]:
+    return page.locator('[data-testid="stMetricValue"]').all_inner_texts()
+
+
+def table_csv(page) -> dict[str, str]:
+    """The loss table as downloaded with the 'Table (CSV)' button: {loss name: value}."""
+    with page.expect_download(timeout=RUN_TIMEOUT_MS) as dl:
+        page.get_by_role("button", name="Table (CSV)").click()
+    rows = list(csv.DictReader(io.StringIO(Path(dl.value.path()).read_text())))
+    assert rows, "empty CSV"
+    return {r["loss"]: r["value"] for r in rows}
+
+
+def sidebar_choice(page, label: str) -> None:
+    page.locator('[data-testid="stSidebar"] [data-testid="stRadio"] label').filter(has_text=label).first.click()
+    wait_for_app(page)
+
+
+def test_every_page_loads_without_exception(page, server, shots):
+    open_page(page, server)
+    nav = page.locator('[data-testid="stSidebarNav"] a')
+    assert nav.count() == len(PAGES), "the sidebar lists every page of app.py"
+    for name, path in PAGES:
+        open_page(page, server, path)
+        assert_clean(page, name)
+        assert page.locator('[data-testid="stSidebar"] [data-testid="stRadio"]').count() >= 1, \
+            f"{name}: the case builder is in the sidebar"
+        page.screenshot(path=str(shots / f"{name}.png"))
+
+
+def test_slider_updates_the_loss_table(page, server):
+    open_page(page, server)
+    assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    before = table_csv(page)
+    thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(
+        has_text="shift x").locator('input[type="range"]')
+    thumb.focus()
+    for _ in range(8):  # step 0.5 px: 4 px further right
+        page.keyboard.press("ArrowRight")
+    wait_for_app(page)
+    assert_clean(page, "after a slider move")
+    after = table_csv(page)
+    assert set(after) == set(before)
+    assert float(after["dice"]) > float(before["dice"]), "moving the prediction further off raises the Dice loss"
+
+
+def test_draw_a_stroke_on_the_canvas(page, server, shots):
+    open_page(page, server)
+    dice_before = metric_values(page)[0]
+    sidebar_choice(page, "Draw")
+    canvas = page.locator('[data-testid="stBidiComponentIsolated"] canvas.upper-canvas').first
+    canvas.wait_for(timeout=RUN_TIMEOUT_MS)
+    box = canvas.bounding_box()
+    assert box and box["width"] > 100
+    y = box["y"] + 0.1 * box["height"]  # the top band: outside the disk
+    page.mouse.move(box["x"] + 0.15 * box["width"], y)
+    canvas.hover()  # the canvas only registers a drag after a hover
+    page.mouse.move(box["x"] + 0.15 * box["width"], y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 0.85 * box["width"], y + 4, steps=25)
+    page.mouse.up()
+    wait_for_app(page)
+    assert_clean(page, "after drawing")
+    dice_after = metric_values(page)[0]
+    assert dice_after != dice_before, "painting ground truth outside the disk adds false negatives"
+    page.screenshot(path=str(shots / "draw.png"))
+
+
+def _png_bytes(mask: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(mask.astype(np.uint8)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_a_file(page, server, shots, tmp_path):
+    gt = np.zeros((96, 96), np.uint8)
+    gt[30:70, 20:60] = 255
+    pred = np.zeros((96, 96), np.uint8)
+    pred[34:74, 24:64] = 255
+    (tmp_path / "upload_gt.png").write_bytes(_png_bytes(gt))
+    (tmp_path / "upload_pred.png").write_bytes(_png_bytes(pred))
+    open_page(page, server)
+    before = table_csv(page)
+    sidebar_choice(page, "Upload")
+    inputs = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]')
+    inputs.nth(0).set_input_files(str(tmp_path / "upload_gt.png"))
+    wait_for_app(page)
+    inputs.nth(1).set_input_files(str(tmp_path / "upload_pred.png"))
+    wait_for_app(page)
+    assert_clean(page, "after the upload")
+    assert page.get_by_text("upload_gt.png").count() >= 1
+    # a 40 x 40 square shifted by (4, 4): hard Dice = 2 * 36^2 / (2 * 40^2) = 0.81
+    assert metric_values(page)[0] == "0.8100"
+    after = table_csv(page)
+    assert after["dice"] != before["dice"]
+    page.screenshot(path=str(shots / "upload.png"))
+    bad = tmp_path / "not_an_image.png"
+    bad.write_bytes(b"this is not an image")
+    inputs.nth(1).set_input_files(str(bad))
+    wait_for_app(page)
+    assert page.get_by_text("Upload rejected").count() == 1
+    assert metric_values(page)[0] == "0.8100", "the previous case stays"
+
+
+def test_share_link_reproduces_a_preset(page, server):
+    open_page(page, server, "?preset=ring&dilate=3")
+    assert_clean(page, "share link")
+    assert page.get_by_text("Ring:", exact=False).count() >= 1
+    thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(
+        has_text="dilate").locator('input[type="range"]')
+    assert float(thumb.input_value()) == 3.0

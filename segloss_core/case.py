@@ -87,7 +87,7 @@ class Case:
         target = one_hot(torch.from_numpy(self.gt).unsqueeze(0), self.num_classes, dtype=dtype).to(dev)
         return probs, target
 
-    def slice(self, index: int, axis: int = 0) -> "Case":
+    def slice(self, index: int, axis: int = 0) -> Case:
         """One 2-D slice of a 3-D case (the spacing of the remaining axes is kept)."""
         if self.ndim != 3:
             return self
@@ -96,5 +96,5 @@ class Case:
         spacing = tuple(s for i, s in enumerate(self.spacing) if i != axis)
         return Case(gt, probs, spacing, f"{self.name} [slice {index}]", self.class_names, dict(self.meta))
 
-    def with_probs(self, probs: np.ndarray, name: str | None = None) -> "Case":
+    def with_probs(self, probs: np.ndarray, name: str | None = None) -> Case:
         return Case(self.gt, probs, self.spacing, name or self.name, self.class_names, dict(self.meta))

@@ -7,8 +7,9 @@ in its family's ``SPECS``; it then appears in every page, table, CLI listing and
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 

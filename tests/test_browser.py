@@ -126,6 +126,13 @@ def assert_clean(page, where: str) -> None:
     assert page.locator('[data-testid="stException"]').count() == 0, f"{where}: st.exception element"
 
 
+def shoot(page, path: Path) -> None:
+    """Screenshot of the page scrolled to the top (Streamlit scrolls inside its own containers)."""
+    page.evaluate("() => { for (const el of document.querySelectorAll('*')) { if (el.scrollTop) el.scrollTop = 0; } }")
+    page.wait_for_timeout(300)
+    page.screenshot(path=str(path))
+
+
 def metric_values(page) -> list[str]:
     return page.locator('[data-testid="stMetricValue"]').all_inner_texts()
 
@@ -153,12 +160,14 @@ def test_every_page_loads_without_exception(page, server, shots):
         assert_clean(page, name)
         assert page.locator('[data-testid="stSidebar"] [data-testid="stRadio"]').count() >= 1, \
             f"{name}: the case builder is in the sidebar"
-        page.screenshot(path=str(shots / f"{name}.png"))
+        shoot(page, shots / f"{name}.png")
 
 
-def test_slider_updates_the_loss_table(page, server):
+def test_slider_updates_the_loss_table_and_pinned_deltas(page, server, shots):
     open_page(page, server)
     assert page.locator('[data-testid="stDataFrame"]').count() >= 1
+    page.get_by_role("button", name="Pin this prediction").click()
+    wait_for_app(page)
     before = table_csv(page)
     thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(
         has_text="shift x").locator('input[type="range"]')
@@ -170,6 +179,11 @@ def test_slider_updates_the_loss_table(page, server):
     after = table_csv(page)
     assert set(after) == set(before)
     assert float(after["dice"]) > float(before["dice"]), "moving the prediction further off raises the Dice loss"
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    assert charts.count() == 2, "the case figure and the pinned-delta bar chart"
+    charts.nth(1).scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    charts.nth(1).screenshot(path=str(shots / "pin_deltas.png"))
 
 
 def test_draw_a_stroke_on_the_canvas(page, server, shots):
@@ -191,7 +205,7 @@ def test_draw_a_stroke_on_the_canvas(page, server, shots):
     assert_clean(page, "after drawing")
     dice_after = metric_values(page)[0]
     assert dice_after != dice_before, "painting ground truth outside the disk adds false negatives"
-    page.screenshot(path=str(shots / "draw.png"))
+    shoot(page, shots / "draw.png")
 
 
 def _png_bytes(mask: np.ndarray) -> bytes:
@@ -223,7 +237,7 @@ def test_upload_a_file(page, server, shots, tmp_path):
     assert metric_values(page)[0] == "0.8100"
     after = table_csv(page)
     assert after["dice"] != before["dice"]
-    page.screenshot(path=str(shots / "upload.png"))
+    shoot(page, shots / "upload.png")
     bad = tmp_path / "not_an_image.png"
     bad.write_bytes(b"this is not an image")
     inputs.nth(1).set_input_files(str(bad))
@@ -232,10 +246,13 @@ def test_upload_a_file(page, server, shots, tmp_path):
     assert metric_values(page)[0] == "0.8100", "the previous case stays"
 
 
-def test_share_link_reproduces_a_preset(page, server):
+def test_share_link_reproduces_a_preset(page, server, shots):
     open_page(page, server, "?preset=ring&dilate=3")
     assert_clean(page, "share link")
     assert page.get_by_text("Ring:", exact=False).count() >= 1
     thumb = page.locator('[data-testid="stSidebar"] [data-testid="stSlider"]').filter(
         has_text="dilate").locator('input[type="range"]')
     assert float(thumb.input_value()) == 3.0
+    open_page(page, server, "?preset=phantom")
+    assert_clean(page, "multi-class preset")
+    shoot(page, shots / "multiclass.png")

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._tensors import EPS, reduce_samples
+from .._tensors import EPS, clamped_log, reduce_samples
 from ..registry import LossSpec, ParamSpec
 
 __all__ = [
@@ -28,19 +28,6 @@ __all__ = [
     "class_vector",
     "SPECS",
 ]
-
-
-def clamped_log(p: torch.Tensor) -> torch.Tensor:
-    r"""``log(max(p, EPS))`` whose gradient is ``1 / max(p, EPS)`` everywhere (the clamp passes gradients).
-
-    The value is ``safe_log``'s. A plain clamp has zero gradient below ``EPS``, so a hard *wrong*
-    pixel (true-class probability 0, or ``softmax(log(clamp(p)))`` just below ``EPS``) would get no
-    CE gradient at all; here it keeps CE's push, finite (at most ``1/EPS``), and the logit gradient
-    of CE stays :math:`(s - g)/N` (up to a relative ``(C-1)\,EPS``). First-order only (the second
-    derivative is not that of the log).
-    """
-    clamped = p.detach().clamp_min(EPS)
-    return torch.log(clamped) + (p - p.detach()) / clamped
 
 
 def pixel_ce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

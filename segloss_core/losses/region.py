@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import torch
 
-from .._tensors import EPS, reduce_samples, safe_log, spatial_dims
+from .._tensors import EPS, clamped_log, reduce_samples, spatial_dims
 from ..registry import LossSpec, ParamSpec
 from ..stats import SoftConfusion, per_sample_mean, soft_confusion
 
@@ -622,7 +622,7 @@ def lovasz_hinge_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: s
     if probs.shape[1] != 2:
         raise ValueError(_BINARY_ONLY)
     bsz = probs.shape[0]
-    margin = (safe_log(probs[:, 1]) - safe_log(probs[:, 0])).reshape(bsz, -1)
+    margin = (clamped_log(probs[:, 1]) - clamped_log(probs[:, 0])).reshape(bsz, -1)
     fg = target[:, 1].reshape(bsz, -1)
     errors = 1 - margin * (2 * fg - 1)
     if per_image or reduction == "none":

@@ -93,7 +93,11 @@ def one_hot(labels, num_classes: int | None = None, *, dtype: torch.dtype = torc
     ``num_classes`` defaults to ``max(label) + 1`` (at least 2). Negative labels or labels
     ``>= num_classes`` raise ``ValueError``.
     """
+    from .limits import check_elements  # here: limits imports this module
+
     lab = as_tensor(labels)
+    if lab.ndim >= 1:  # before any scan or allocation (the count is re-checked once C is known)
+        check_elements(lab.shape[1:], max(2, num_classes or 2), what="one_hot", batch=lab.shape[0])
     if lab.is_floating_point():
         if not torch.equal(lab, lab.round()):
             raise ValueError("label map must hold integers, got fractional values")
@@ -105,6 +109,8 @@ def one_hot(labels, num_classes: int | None = None, *, dtype: torch.dtype = torc
         num_classes = max(2, top)
     if top > num_classes:
         raise ValueError(f"label {top - 1} does not fit num_classes={num_classes}")
+    if lab.ndim >= 1:
+        check_elements(lab.shape[1:], num_classes, what="one_hot", batch=lab.shape[0])
     out = torch.zeros((lab.shape[0], num_classes, *lab.shape[1:]), dtype=dtype, device=lab.device)
     out.scatter_(1, lab.unsqueeze(1), 1)
     return out

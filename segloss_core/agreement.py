@@ -132,6 +132,7 @@ def population(
     if fg is None:
         fg = np.where(mask, 0.9, 0.1)
     spacing = tuple(case_or_gt.spacing[-2:]) if isinstance(case_or_gt, Case) else (1.0, 1.0)
+    check_elements(mask.shape, what="population", batch=n)  # the n stored predictions
     amounts = random_amounts(n, int(mask.sum()), seed, strength)
     base = torch.as_tensor(np.stack([1.0 - fg, fg]), dtype=dtype)
     labels = mask.astype(np.int64)

@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from ._tensors import one_hot, resolve_device
+from .limits import check_elements
 
 
 @dataclass(frozen=True, eq=False)
@@ -29,9 +30,11 @@ class Case:
 
     def __post_init__(self):
         gt = np.asarray(self.gt)
-        probs = np.asarray(self.probs, dtype=np.float32)
         if gt.ndim not in (2, 3):
             raise ValueError(f"ground truth must be 2-D or 3-D, got shape {gt.shape}")
+        # voxels x classes before the float32 copy and the label scan (segloss_core.limits)
+        check_elements(gt.shape, np.shape(self.probs)[0] if np.ndim(self.probs) else 1, what="case")
+        probs = np.asarray(self.probs, dtype=np.float32)
         if probs.shape[1:] != gt.shape:
             raise ValueError(f"prediction shape {probs.shape[1:]} does not match ground truth {gt.shape}")
         if probs.shape[0] < 2:

@@ -285,11 +285,45 @@ def _sub_conf(a: SoftConfusion, b: SoftConfusion) -> SoftConfusion:
                          a.pred_sq - b.pred_sq, a.target_sq - b.target_sq, a.n_pixels - b.n_pixels, inner)
 
 
+class _Confusion:
+    """``soft_confusion`` of a batch against ONE fixed target, with the target's sums computed once
+    and ``TP``, ``sum p`` as one matrix product per chunk (``soft_label=True`` falls back to
+    :func:`segloss_core.stats.soft_confusion`). Same sums, same ``SoftConfusion``."""
+
+    def __init__(self, target_one: torch.Tensor):
+        C = target_one.shape[1]
+        self.target_one = target_one
+        self.n_pixels = target_one[0, 0].numel()
+        flat = target_one.reshape(C, -1)
+        ones = torch.ones(flat.shape[1], 1, dtype=flat.dtype, device=flat.device)
+        self.weights = torch.cat([flat.t(), ones], 1).contiguous()  # (N, C + 1)
+        self.target_sum = flat.sum(1)
+        self.target_sq = (flat * flat).sum(1)
+
+    def __call__(self, probs: torch.Tensor, soft_label: bool) -> SoftConfusion:
+        m, C = probs.shape[:2]
+        if soft_label:
+            return soft_confusion(probs, self.target_one.expand(m, *self.target_one.shape[1:]), soft_label=True)
+        flat = probs.reshape(m * C, -1)
+        prod = (flat @ self.weights).view(m, C, C + 1)
+        classes = torch.arange(C, device=probs.device)
+        tp = prod[:, classes, classes]
+        pred_sum = prod[:, :, C]
+        pred_sq = torch.linalg.vecdot(flat, flat).view(m, C)
+        return SoftConfusion(tp, pred_sum, self.target_sum.expand(m, C), pred_sq, self.target_sq.expand(m, C),
+                             self.n_pixels)
+
+
 def _hard_counts(probs: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(tp, n_pred)`` per sample and foreground class ``(n, C - 1)`` of the arg-max prediction.
 
     ``gt_masks``: ``(C - 1, N)`` boolean masks of the foreground classes (flattened)."""
     n = probs.shape[0]
+    if probs.shape[1] == 2:  # binary: foreground wins only when strictly more probable (argmax ties -> 0)
+        hard = (probs[:, 1] > probs[:, 0]).reshape(n, -1)
+        n_pred = hard.sum(1, dtype=torch.float64).unsqueeze(1)
+        tp = (hard & gt_masks[0]).sum(1, dtype=torch.float64).unsqueeze(1)
+        return tp, n_pred
     hard = channel_argmax(probs).reshape(n, -1)
     tps, preds = [], []
     for c in range(1, probs.shape[1]):
@@ -389,6 +423,7 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
 
     # what lies outside the crop is the base prediction's: its share is computed once
     base_full, base_crop = prep.probs.unsqueeze(0), cprep.probs.unsqueeze(0)
+    confusion = _Confusion(ctarget_one)
     conf_out: dict[bool, SoftConfusion] = {}
     sep_base: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     count_out = (0.0, 0.0)
@@ -426,7 +461,7 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
             probs = P.apply(cprep, cprep.gt, {k: v[start:stop] for k, v in tensors.items()}, seed=seed)
             tgt = target[:m]
             for soft_label, items in plan.region.items():
-                conf = soft_confusion(probs, tgt, soft_label=soft_label)
+                conf = confusion(probs, soft_label)
                 if box:
                     conf = _add_conf(conf, conf_out[soft_label], n_full)
                 for name, from_stats, kw in items:

@@ -50,6 +50,7 @@ import torch
 import torch.nn.functional as F
 
 from ._tensors import EPS, as_tensor, resolve_device
+from .limits import check_elements
 
 
 @dataclass(frozen=True)
@@ -197,28 +198,20 @@ def blob_level(areas, width: float, ndim: int = 2) -> np.ndarray:
 
 def _shift_axis(x: torch.Tensor, shifts: torch.Tensor, dim: int) -> torch.Tensor:
     """``out[i](pos) = x[i](pos - shifts[i])`` along ``dim`` with linear interpolation and
-    border replication. Exact identity for a zero shift. Groups samples by shift value."""
+    border replication (two gathers and one lerp for the whole batch). Exact for integer shifts."""
     length = x.shape[dim]
-    values, inverse = torch.unique(shifts, return_inverse=True)
+    n = x.shape[0]
+    fl = torch.floor(shifts)
+    frac = (shifts - fl).to(x.dtype).view(n, *([1] * (x.ndim - 1)))
     pos = torch.arange(length, device=x.device)
-    out = torch.empty_like(x) if len(values) > 1 else None
-    for k, s in enumerate(values.tolist()):
-        if s == 0:
-            shifted = x if out is None else x[inverse == k]
-        else:
-            sel = x if out is None else x[inverse == k]
-            fl = math.floor(s)
-            frac = s - fl
-            a = sel.index_select(dim, (pos - fl).clamp(0, length - 1))
-            if frac:
-                b = sel.index_select(dim, (pos - fl - 1).clamp(0, length - 1))
-                shifted = torch.lerp(a, b, frac)
-            else:
-                shifted = a
-        if out is None:
-            return shifted
-        out[inverse == k] = shifted
-    return out
+    src = pos.unsqueeze(0) - fl.to(device=x.device, dtype=torch.int64).unsqueeze(1)  # (n, L)
+    shape = [n] + [1] * (x.ndim - 1)
+    shape[dim] = length
+    a = x.gather(dim, src.clamp(0, length - 1).view(shape).expand_as(x))
+    if not bool((frac != 0).any()):
+        return a
+    b = x.gather(dim, (src - 1).clamp(0, length - 1).view(shape).expand_as(x))
+    return a.lerp_(b, frac)
 
 
 def _gauss_blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -340,6 +333,8 @@ def prediction_from_gt(gt, num_classes: int | None = None, *, seed: int = 0, **a
         seed: seed of the noise.
         **amounts: perturbation amounts (``PERTURBATIONS``); missing ones take their ``default``.
     """
+    if num_classes is not None:  # before the label copy (segloss_core.limits)
+        check_elements(np.shape(gt), max(2, int(num_classes)), what="prediction_from_gt")
     labels = _as_label_map(gt)
     _check_amounts(amounts)
     a = defaults()
@@ -348,6 +343,7 @@ def prediction_from_gt(gt, num_classes: int | None = None, *, seed: int = 0, **a
     num_classes = max(2, top) if num_classes is None else int(num_classes)
     if num_classes < max(2, top):
         raise ValueError(f"num_classes={num_classes} is too small for labels up to {top - 1}")
+    check_elements(labels.shape, num_classes, what="prediction_from_gt")
     spatial = labels.shape
     dt = torch.float64
     w = max(a["softness"], MIN_WIDTH)
@@ -449,6 +445,8 @@ def prepare(probs, gt, *, device=None) -> Prepared:
     """Validate ``probs`` ``(C, *spatial)`` (or ``(1, C, *spatial)``, or a binary foreground map
     ``(*spatial)``) against the label map ``gt`` and move it to ``device`` (default: where it is;
     ``"auto"`` = CUDA when available). Float dtypes are kept; others become float32."""
+    shape = tuple(np.shape(probs))  # voxels x classes before any copy (segloss_core.limits)
+    check_elements(shape, 2 if len(shape) == np.ndim(gt) else 1, what="prediction")
     labels = _as_label_map(gt)
     p = as_tensor(probs)
     if p.ndim == labels.ndim:  # a foreground probability map
@@ -629,6 +627,7 @@ def apply(probs, gt, amounts: dict[str, Any], seed: int = 0, *, device=None) -> 
     prep = probs if isinstance(probs, Prepared) else prepare(probs, gt, device=device)
     base = prep.probs
     v, n = _batch_amounts(amounts, base.dtype, base.device)
+    check_elements(prep.spatial, prep.num_classes, what="perturb.apply", batch=n)
     rows = base.unsqueeze(0)  # distinct intermediate results
     inverse = torch.zeros(n, dtype=torch.int64, device=base.device)  # sample -> row
     stage_fns = {"dilate": _stage_dilate, "softness": _stage_blur, "fn_fraction": _stage_cut,

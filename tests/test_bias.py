@@ -232,8 +232,8 @@ def test_band_closed_forms_equal_registered_losses(kind, name, params):
     F, U, pi, bg = 300, 400, 0.2, 3396
     q = np.linspace(0.01, 0.99, 25)
     res = bias.band_optimum(F, U, pi, name, params, background=bg, n_q=25, refine=0)
-    np.testing.assert_allclose(bias._band_values(res.band, name, q, params),
-                               bias.band_closed_form(kind, F, U, pi, q, bg), rtol=1e-10)
+    values = bias._band_values(F, U, bg, [res.band.k], q, name, params)[0]
+    np.testing.assert_allclose(values, bias.band_closed_form(kind, F, U, pi, q, bg), rtol=1e-10)
 
 
 @pytest.mark.parametrize("F,pi", [(0, 0.2), (300, 0.2), (300, 0.5), (2000, 0.7), (50, 0.9)])
@@ -291,6 +291,11 @@ def test_band_region_size_moves_to_target():
 
 def test_band_sweep_matches_closed_forms():
     sw = bias.band_sweep(300, 400, pis=[0.1, 0.3, 0.8])
+    single = bias.band_optimum(300, 400, 0.3, "dice", SQUARED_DICE)
+    assert sw.q_star[list(sw.q_star)[2]][1] == pytest.approx(single.q_star, abs=1e-5)
+    no_bg = bias.band_sweep(300, 400, pis=[0.1, 0.3, 0.8], background=0)
+    for label in sw.q_star:  # confident background moves none of these optima
+        np.testing.assert_allclose(no_bg.q_star[label], sw.q_star[label], atol=1e-5)
     labels = list(sw.q_star)
     np.testing.assert_allclose(sw.q_star[labels[0]], sw.pi, atol=1e-5)
     np.testing.assert_array_equal(sw.q_star[labels[1]], sw.closed_form["dice_linear"])

@@ -29,7 +29,7 @@ def _normalise(v: np.ndarray) -> np.ndarray:
 
 
 def _curves(fig, x, series: Mapping[str, np.ndarray], labels: Mapping[str, str], normalise: bool,
-            x_name: str, row=None, col=None, colours=None, dash=None, show_min=True):
+            x_name: str, row=None, col=None, colours=None, dash=None, show_min=True, showlegend=True):
     """Lines with a star at each minimum; hover shows the raw value."""
     kw = {} if row is None else {"row": row, "col": col}
     for i, (key, v) in enumerate(series.items()):
@@ -40,7 +40,8 @@ def _curves(fig, x, series: Mapping[str, np.ndarray], labels: Mapping[str, str],
         colour = (colours or {}).get(key, _colour(i))
         name = labels.get(key, key)
         fig.add_trace(go.Scatter(
-            x=x, y=y, mode="lines", name=name, legendgroup=key, line={"color": colour, "dash": (dash or {}).get(key)},
+            x=x, y=y, mode="lines", name=name, legendgroup=key, showlegend=showlegend,
+            line={"color": colour, "dash": (dash or {}).get(key)},
             customdata=v, hovertemplate=f"{name}<br>{x_name} %{{x:.4g}}<br>loss %{{customdata:.5g}}<extra></extra>"), **kw)
         if show_min:
             j = int(np.argmin(v))
@@ -99,7 +100,9 @@ def decomposition_figure(dec: Decomposition, *, log_x: bool = True, height: int 
         span = (float(ys.min()), float(ys.max()))
         _vertical(fig, dec.tau, span, "u = τ (GT proportion)", GT_LINE, col == 1, row=1, col=col)
         _vertical(fig, 1 - dec.tau, span, "u = 1 − τ", {**GT_LINE, "dash": "dot"}, col == 1, row=1, col=col)
-    fig.update_xaxes(title_text="predicted foreground proportion u", type="log" if log_x else "linear")
+    lo = float(dec.u.min())
+    fig.update_xaxes(title_text="predicted foreground proportion u", type="log" if log_x else "linear",
+                     range=[np.log10(lo) - 0.05, 0.02] if log_x else [0, 1])
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 50, "b": 10},
                       legend={"orientation": "h", "y": -0.25}, hovermode="closest")
     return fig
@@ -202,7 +205,8 @@ def region_size_figure(ctrl: RegionSizeControl, *, normalise: bool = True, heigh
         b = ctrl.band
         series = {"ce": b.ce.values, "region_size": b.region_size.values}
         labels = {"ce": b.ce.label, "region_size": b.region_size.label}
-        _curves(fig, b.ce.q, series, labels, normalise, "q", row=1, col=2, colours=colours, show_min=False)
+        _curves(fig, b.ce.q, series, labels, normalise, "q", row=1, col=2, colours=colours, show_min=False,
+                showlegend=False)
         for key, opt in (("ce", b.ce), ("region_size", b.region_size)):
             y = (opt.value_star - opt.values.min()) / max(np.ptp(opt.values), 1e-300) if normalise else opt.value_star
             fig.add_trace(go.Scatter(x=[opt.q_star], y=[y], mode="markers", showlegend=False, legendgroup=key,

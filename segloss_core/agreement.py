@@ -32,6 +32,7 @@ from scipy import stats
 from . import perturb
 from .bias import CHUNK_ELEMENTS, ProgressFn, _evaluate_chunks, _two_channel, binary_view, loss_label
 from .case import Case
+from .limits import check_elements
 from .metrics import segmentation_metrics
 from .registry import list_losses
 

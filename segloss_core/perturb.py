@@ -445,8 +445,9 @@ def prepare(probs, gt, *, device=None) -> Prepared:
     """Validate ``probs`` ``(C, *spatial)`` (or ``(1, C, *spatial)``, or a binary foreground map
     ``(*spatial)``) against the label map ``gt`` and move it to ``device`` (default: where it is;
     ``"auto"`` = CUDA when available). Float dtypes are kept; others become float32."""
-    shape = tuple(np.shape(probs))  # voxels x classes before any copy (segloss_core.limits)
-    check_elements(shape, 2 if len(shape) == np.ndim(gt) else 1, what="prediction")
+    shape, nd = tuple(np.shape(probs)), np.ndim(gt)  # voxels x classes before any copy (limits.py)
+    lead = shape[: max(0, len(shape) - nd)]
+    check_elements(shape[len(lead):], math.prod(lead) if lead else 2, what="prediction")
     labels = _as_label_map(gt)
     p = as_tensor(probs)
     if p.ndim == labels.ndim:  # a foreground probability map

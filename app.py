@@ -2,11 +2,6 @@
 draws the sidebar case builder that every page shares (``ui.case_builder``)."""
 
 import streamlit as st
-import torch
-
-from ui import case_builder
-
-torch.set_num_threads(1)  # one thread per server process: the machine's cores are shared
 
 st.set_page_config(page_title="segloss", page_icon="🩻", layout="wide")
 
@@ -19,6 +14,15 @@ PAGES = [
     st.Page("pages/optimise.py", title="What-if training", icon=":material/directions_run:", url_path="optimise"),
 ]
 
+# st.navigation before the heavy imports: until its first call in a server process, Streamlit
+# treats the pages/ folder as a legacy multipage app (see ui.session._leave_legacy_multipage_mode).
 page = st.navigation(PAGES)
+
+import torch  # noqa: E402
+
+from ui import case_builder  # noqa: E402
+
+torch.set_num_threads(1)  # one thread per server process: the machine's cores are shared
+
 case_builder.render()
 page.run()

@@ -1,4 +1,219 @@
+"""Metric agreement (Eelbode et al.): which losses order predictions the way Dice does (issue 6).
+
+Widgets and layout only: the numbers come from ``segloss_core.agreement`` and the figures from
+``segloss_core.plots.agreement``, cached on the case digest and the settings. Each panel is an
+``st.fragment``, so its controls rerun only that panel.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
 import streamlit as st
 
-st.title("agreement")
-st.info("This page is being built.")
+import segloss_core as sc
+from segloss_core import agreement as ag
+from segloss_core import bias
+from segloss_core.plots import agreement as pa
+from ui.session import current_case, current_params, panel
+
+KEY = "agr_"
+ALL_FG = "all foreground classes (merged)"
+METHODS = {"spearman": "Spearman ρ", "kendall": "Kendall τ"}
+GROUPS = {
+    "metric-sensitive (Dice, IoU, Tversky, Lovász …)": (
+        "dice", "iou", "tversky", "generalized_dice", "focal_tversky", "asymmetric", "penalty_gdl",
+        "lovasz_softmax", "lovasz_hinge"),
+    "pixel-wise (CE, WCE, focal, TopK …)": ("ce", "wce", "topk", "focal", "dpce"),
+    "distance-based (boundary, Hausdorff DT)": ("boundary", "hausdorff_dt"),
+}
+
+
+def _pkey(params: dict) -> str:
+    return json.dumps(params, sort_keys=True, default=str)
+
+
+# ----------------------------------------------------------------------------- cached numerics
+
+
+@st.cache_data(max_entries=4, show_spinner=False)
+def _population(digest, fg_class, n, seed, strength, _case) -> ag.Population:
+    return ag.population(_case, n=n, seed=seed, strength=strength, foreground_class=fg_class)
+
+
+@st.cache_data(max_entries=64, show_spinner=False)
+def _values(digest, fg_class, n, seed, strength, names, hard, pkey, _case, _params):
+    pop = _population(digest, fg_class, n, seed, strength, _case)
+    return ag.loss_values(pop, list(names), params=_params, hard=hard)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _metrics(digest, fg_class, n, seed, strength, _case):
+    pop = _population(digest, fg_class, n, seed, strength, _case)
+    return ag.hard_metrics(pop.hard(), pop.gt, pop.spacing)
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _dice_jaccard(digest, fg_class, n, seed, strength, _case) -> ag.DiceJaccard:
+    return ag.dice_jaccard(_population(digest, fg_class, n, seed, strength, _case))
+
+
+@st.cache_data(max_entries=16, show_spinner=False)
+def _wce(digest, fg_class, n, seed, strength, metric, hard, _case, _metrics_) -> ag.WceSweep:
+    pop = _population(digest, fg_class, n, seed, strength, _case)
+    return ag.wce_sweep(pop, metric=metric, metrics=_metrics_, hard=hard)
+
+
+# ----------------------------------------------------------------------------- panels
+
+
+@st.fragment
+def dice_jaccard_panel(case, settings):
+    with panel("Dice vs Jaccard"):
+        dj = _dice_jaccard(*settings, case)
+        st.plotly_chart(pa.dice_jaccard_figure(dj), width="stretch", key=KEY + "dj_fig")
+        cols = st.columns(3)
+        cols[0].metric("Largest |L_J − 2L_D/(1+L_D)|", f"{max(dj.relation_error.values()):.1e}",
+                       help="Soft (fg only, linear, no smoothing) and hard losses alike.")
+        cols[1].metric("Largest bound violation", f"{max(dj.bound_violation.values()):.1e}",
+                       help="J ≤ D ≤ 2J and 0 ≤ D − J ≤ 3 − 2√2.")
+        cols[2].metric("Largest D − J seen", f"{max(dj.max_gap.values()):.4f}",
+                       help=f"Never above 3 − 2√2 = {ag.MAX_DICE_JACCARD_GAP:.4f}, reached at J = √2 − 1.")
+        st.markdown(
+            "**What it shows.** Every prediction lies on the curve L_J = 2 L_D / (1 + L_D), soft (foreground "
+            "only, linear denominator, no smoothing) and hard alike: Dice and Jaccard losses are increasing "
+            "functions of each other, so they rank every prediction the same way and share their minimisers "
+            "(Eelbode et al.: they approximate each other relatively, J ≤ D ≤ 2J, and absolutely, "
+            f"0 ≤ D − J ≤ 3 − 2√2 ≈ {ag.MAX_DICE_JACCARD_GAP:.4f}). With smoothing the relation is only "
+            "approximate, which is why this panel uses none.")
+
+
+@st.fragment
+def ranking_panel(case, settings, hard, params, titles):
+    with panel("the rank agreement"):
+        cols = st.columns([2, 2, 3])
+        metric = cols[0].radio("Metric", list(ag.METRICS), horizontal=True, key=KEY + "metric")
+        method = cols[1].segmented_control("Correlation", list(METHODS), format_func=METHODS.get,
+                                           default="spearman", key=KEY + "method") or "spearman"
+        names = sc.list_losses()
+        fast = tuple(n for n in names if n not in bias.SLOW_LOSSES)
+        slow = [n for n in names if n in bias.SLOW_LOSSES]
+        values = dict(_values(*settings, fast, hard, _pkey({k: params[k] for k in fast if k in params}), case,
+                              {k: params[k] for k in fast if k in params}))
+        bar = st.progress(0.0, text="Slower losses…")
+        for i, name in enumerate(slow):
+            bar.progress(i / len(slow), text=f"Computing {titles[name]} over the population ({i + 1} of {len(slow)})…")
+            p = {name: params[name]} if name in params else {}
+            values.update(_values(*settings, (name,), hard, _pkey(p), case, p))
+        bar.empty()
+        agr = ag.agreement_from_values(values, _metrics(*settings, case), params=params, hard=hard)
+        st.plotly_chart(pa.rank_bars_figure(agr, metric, method), width="stretch", key=KEY + "bars")
+        unavailable = {k: v for k, v in agr.values.items() if isinstance(v, str)}
+        if unavailable:
+            st.caption("Not shown: " + "; ".join(f"{titles[k]}: {v}" for k, v in unavailable.items()))
+        ranked = [(k, v) for k, v in agr.ranking(metric, method) if math.isfinite(v)]
+        top = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[:3])
+        bottom = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[-3:])
+        n_nan = int(sum(1 for v in agr.metrics["HD95"] if not math.isfinite(v)))
+        table = agr.spearman if method == "spearman" else agr.kendall
+        means = {}
+        for group, members in GROUPS.items():
+            vals = [table[k][metric] for k in members if k in table and math.isfinite(table[k][metric])]
+            if vals:
+                means[group] = sum(vals) / len(vals)
+        order = sorted(means, key=means.get, reverse=True)
+        groups = " > ".join(f"{g} ({means[g]:.3f})" for g in order)
+        st.markdown(
+            f"**What it shows.** Over {agr.n} perturbed predictions, a correlation of 1 means the loss orders them "
+            f"exactly as {metric} does. Closest: {top}. Furthest: {bottom}. Mean {METHODS[method]} by family: "
+            f"{groups}. "
+            + (f"HD95 is undefined for {n_nan} predictions with an empty mask (left out). " if n_nan else "")
+            + ("" if hard else "The losses see soft predictions, whose confidence the hard metric ignores; switch "
+               "*Losses see arg-max masks* on to compare the set functions themselves (the unsmoothed, "
+               "foreground-only Dice loss then agrees with 1 − Dice exactly). ")
+            + "This is a proxy on one case, not the papers' training experiments.")
+        pick = st.selectbox("Look at one loss", [k for k, _ in ranked], format_func=lambda k: agr.labels[k],
+                            key=KEY + "scatter_loss")
+        if pick:
+            st.plotly_chart(pa.loss_metric_scatter(agr, pick, metric), width="stretch", key=KEY + "scatter")
+
+
+@st.fragment
+def wce_panel(case, settings, hard):
+    with panel("the weighted-CE sweep"):
+        metric = st.radio("Agree with", ["1 - Dice", "1 - Jaccard"], horizontal=True, key=KEY + "wce_metric")
+        sweep = _wce(*settings, metric, hard, case, _metrics(*settings, case))
+        st.plotly_chart(pa.wce_sweep_figure(sweep), width="stretch", key=KEY + "wce_fig")
+        w, best = sweep.best
+        refs = {k: v["spearman"] for k, v in sweep.reference.items()}
+        dice = next((v for k, v in refs.items() if k.startswith("Dice")), float("nan"))
+        lovasz = next((v for k, v in refs.items() if k.startswith("Lov")), float("nan"))
+        def versus(name, rho):
+            word = "below" if best < rho else "above" if best > rho else "equal to"
+            return f"{word} {name}'s ρ = {rho:.3f}"
+
+        st.markdown(
+            f"**What it shows.** Sweeping the foreground weight of weighted CE from 10⁻³ to 10⁴, the best rank "
+            f"agreement with {metric} any weight reaches is ρ = {best:.3f} (at w = {w:.3g}), "
+            f"{versus('soft Dice (fg only, linear, no smoothing)', dice)} and {versus('Lovász-Softmax', lovasz)}. "
+            "**Rank agreement illustrates Eelbode et al.'s theorem**: Dice and Jaccard approximate each other, "
+            "but no weighting of a per-pixel (Hamming-type) loss approximates them, because Dice normalises each "
+            "image by |G| + |S| while a weighted sum over pixels cannot. "
+            + ("" if hard else "On soft predictions the soft losses also pay for confidence, which the hard metric "
+               "ignores; with *Losses see arg-max masks* on, Dice's ρ is exactly 1 and the best weight stays below."))
+
+
+# ----------------------------------------------------------------------------- page
+
+
+st.title("Metric agreement")
+st.caption("Eelbode et al., *Optimization for medical image segmentation: theory and practice when evaluating "
+           "with Dice score or Jaccard index* (IEEE TMI 2020): do the losses order predictions as the metric does?")
+
+case = current_case()
+sliced = case.ndim == 3
+if sliced:
+    z = st.slider("Slice", 0, case.gt.shape[0] - 1, case.gt.shape[0] // 2, key=KEY + "slice")
+    case = case.slice(z)
+fg_class = None
+if not case.is_binary:
+    options = [ALL_FG] + list(range(1, case.num_classes))
+    pick = st.selectbox("Foreground", options, key=KEY + "fg_class",
+                        format_func=lambda k: k if k == ALL_FG else f"{k}: {case.class_names[k]}")
+    fg_class = None if pick == ALL_FG else int(pick)
+st.info("Dice and Jaccard are binary here: the page uses the **foreground-vs-background view** of the current "
+        + ("2-D slice" if sliced else "2-D case")
+        + (" (all foreground classes merged into one)" if not case.is_binary and fg_class is None else "")
+        + ". Loss parameters are the Playground's.", icon=":material/info:")
+
+mask, _ = bias.binary_view(case, foreground_class=fg_class)
+if not mask.any():
+    st.warning("Dice and Jaccard are undefined for an empty ground truth. Pick another preset in the sidebar.")
+    st.stop()
+
+cols = st.columns(4)
+n = cols[0].select_slider("Predictions", [50, 100, 200, 400], value=100, key=KEY + "n")
+seed = int(cols[1].number_input("Seed", 0, 10_000, 0, key=KEY + "seed"))
+strength = cols[2].slider("Perturbation strength", 0.25, 2.0, 1.0, 0.25, key=KEY + "strength")
+hard = cols[3].toggle("Losses see arg-max masks", value=False, key=KEY + "hard",
+                      help="Off: the losses see the soft perturbed predictions; the metrics always use the arg-max.")
+st.caption("The population: the current prediction perturbed at random (seeded) by dilation/erosion, shifts, "
+           "confidence scaling, a false-positive blob, a dropped part and logit noise, each active with "
+           "probability 0.6 and scaled to the object's size, in one batched call of segloss_core.perturb.apply.")
+
+digest = case.digest()
+params = current_params()
+titles = {k: sc.get_loss(k).title for k in sc.list_losses()}
+settings = (digest, fg_class, n, seed, strength)
+with st.spinner("Perturbing the prediction…"):
+    _population(*settings, case)
+
+st.subheader("Soft Jaccard vs soft Dice: one is a function of the other")
+dice_jaccard_panel(case, settings)
+
+st.subheader("Which losses order predictions like the metric?")
+ranking_panel(case, settings, hard, params, titles)
+
+st.subheader("Weighted CE cannot stand in for Dice")
+wce_panel(case, settings, hard)

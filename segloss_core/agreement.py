@@ -220,6 +220,41 @@ def _predictions(pop: Population, hard: bool) -> Callable[[int, int], torch.Tens
     return lambda lo, hi: pop.probs(lo, hi)
 
 
+def loss_values(
+    pop: Population,
+    losses: Sequence[str] | None = None,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    hard: bool = False,
+    progress: ProgressFn | None = None,
+) -> dict[str, np.ndarray | str]:
+    """Every loss (default: all registered) on every prediction of the population: ``(n,)`` or
+    ``"n/a: reason"``; ``hard=True`` feeds the losses the arg-max predictions."""
+    losses = list(list_losses() if losses is None else losses)
+    return _evaluate_chunks(len(pop), _predictions(pop, hard), pop.target(), losses, params=params,
+                            spacing=pop.spacing, progress=progress)
+
+
+def agreement_from_values(
+    values: dict[str, np.ndarray | str],
+    metrics: dict[str, np.ndarray],
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    hard: bool = False,
+) -> Agreement:
+    """Spearman and Kendall correlations of precomputed loss values with the metrics."""
+    spearman: dict[str, dict[str, float]] = {}
+    kendall: dict[str, dict[str, float]] = {}
+    for name, v in values.items():
+        if isinstance(v, str):
+            continue
+        spearman[name] = {m: rank_correlation(v, metrics[m], "spearman") for m in metrics}
+        kendall[name] = {m: rank_correlation(v, metrics[m], "kendall") for m in metrics}
+    labels = {k: loss_label(k, (params or {}).get(k)) for k in values}
+    n = len(next(iter(metrics.values()))) if metrics else 0
+    return Agreement(values, metrics, spearman, kendall, labels, bool(hard), n)
+
+
 def agreement(
     pop: Population,
     losses: Sequence[str] | None = None,
@@ -232,19 +267,9 @@ def agreement(
     correlation with 1 - Dice, 1 - Jaccard and HD95 of the arg-max predictions (a loss that
     orders the predictions as the metric does scores 1). ``hard=True`` feeds the losses the arg-max
     predictions too (then the linear, unsmoothed, foreground Dice loss *is* 1 - Dice)."""
-    losses = list(list_losses() if losses is None else losses)
-    values = _evaluate_chunks(len(pop), _predictions(pop, hard), pop.target(), losses, params=params,
-                              spacing=pop.spacing, progress=progress)
+    values = loss_values(pop, losses, params=params, hard=hard, progress=progress)
     metrics = hard_metrics(pop.hard(), pop.gt, pop.spacing)
-    spearman: dict[str, dict[str, float]] = {}
-    kendall: dict[str, dict[str, float]] = {}
-    for name, v in values.items():
-        if isinstance(v, str):
-            continue
-        spearman[name] = {m: rank_correlation(v, metrics[m], "spearman") for m in METRICS}
-        kendall[name] = {m: rank_correlation(v, metrics[m], "kendall") for m in METRICS}
-    labels = {k: loss_label(k, (params or {}).get(k)) for k in losses}
-    return Agreement(values, metrics, spearman, kendall, labels, bool(hard), len(pop))
+    return agreement_from_values(values, metrics, params=params, hard=hard)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,7 +366,9 @@ def wce_sweep(
     *,
     metric: str = "1 - Dice",
     references: Sequence[str] = ("dice", "lovasz_softmax", "ce"),
+    reference_params: dict[str, dict[str, Any]] | None = None,
     metrics: dict[str, np.ndarray] | None = None,
+    hard: bool = False,
     progress: ProgressFn | None = None,
 ) -> WceSweep:
     r"""Sweep the foreground weight of ``wce`` over a log grid (default :math:`10^{-3}..10^{4}`).
@@ -349,8 +376,12 @@ def wce_sweep(
     ``wce`` with weights ``(1, w)`` is :math:`A_{bg} + w A_{fg}` per sample (the paper's 1/N
     normalisation makes it linear in the weights), so the two registered evaluations with weights
     ``(1, 0)`` and ``(0, 1)`` give every ``w`` exactly. A6: no weight makes a per-pixel sum
-    normalise by ``|G| + |S|`` as Dice does, so the best agreement stays below Dice's.
+    normalise by ``|G| + |S|`` as Dice does. The references default to the soft Dice of the
+    relation (:data:`EXACT_SOFT`: foreground only, linear, no smoothing), Lovász-Softmax and CE;
+    ``hard=True`` feeds every loss the arg-max masks (then that Dice agrees exactly).
     """
+    reference_params = {"dice": EXACT_SOFT} if reference_params is None else reference_params
+    make = _predictions(pop, hard)
     weights = np.logspace(-3, 4, 57) if weights is None else np.asarray(weights, dtype=np.float64)
     if metrics is None:
         metrics = hard_metrics(pop.hard(), pop.gt, pop.spacing, hd95=metric == "HD95")
@@ -359,14 +390,15 @@ def wce_sweep(
     target = metrics[metric]
     parts = {}
     for key, w in (("bg", (1.0, 0.0)), ("fg", (0.0, 1.0))):
-        parts[key] = _evaluate_chunks(len(pop), pop.probs, pop.target(), ["wce"],
+        parts[key] = _evaluate_chunks(len(pop), make, pop.target(), ["wce"],
                                       params={"wce": {"weights": w}}, progress=progress)["wce"]
     curves = parts["bg"][None, :] + weights[:, None] * parts["fg"][None, :]
     rho = np.array([rank_correlation(c, target, "spearman") for c in curves])
     tau = np.array([rank_correlation(c, target, "kendall") for c in curves])
-    ref_values = _evaluate_chunks(len(pop), pop.probs, pop.target(), list(references), progress=progress)
+    ref_values = _evaluate_chunks(len(pop), make, pop.target(), list(references), params=reference_params,
+                                  progress=progress)
     reference = {
-        loss_label(k): {"spearman": rank_correlation(v, target, "spearman"),
+        loss_label(k, reference_params.get(k)): {"spearman": rank_correlation(v, target, "spearman"),
                         "kendall": rank_correlation(v, target, "kendall")}
         for k, v in ref_values.items() if not isinstance(v, str)
     }
@@ -382,10 +414,12 @@ __all__ = [
     "Population",
     "WceSweep",
     "agreement",
+    "agreement_from_values",
     "bound_curves",
     "dice_jaccard",
     "hard_metrics",
     "jaccard_from_dice_loss",
+    "loss_values",
     "population",
     "random_amounts",
     "rank_correlation",

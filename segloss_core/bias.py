@@ -41,6 +41,10 @@ from .stats import soft_confusion
 #: The six losses the bias curves show by default.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
 
+#: Losses that cost far more than the rest (sorting per sample, distance transforms per sample):
+#: pages compute them one by one behind a progress bar.
+SLOW_LOSSES = ("lovasz_softmax", "lovasz_hinge", "hausdorff_dt", "topk")
+
 #: Floats per chunk when a batch of predictions is evaluated: 2 MB of float32, so every temporary
 #: of a loss stays in cache and is recycled by the allocator (one big batch is several times slower).
 CHUNK_ELEMENTS = 1 << 19
@@ -280,6 +284,21 @@ class SizeCurve:
     def tau(self) -> float:
         """GT foreground proportion."""
         return self.gt_size / self.n_pixels
+
+    @staticmethod
+    def merge(curves: Sequence[SizeCurve]) -> SizeCurve:
+        """One curve holding the losses of several curves of the same family (same ratios)."""
+        first = curves[0]
+        for c in curves[1:]:
+            if not np.array_equal(c.ratio, first.ratio):
+                raise ValueError("size curves of different families cannot be merged")
+        values, argmin, labels = {}, {}, {}
+        for c in curves:
+            values.update(c.values)
+            argmin.update(c.argmin)
+            labels.update(c.labels)
+        return SizeCurve(first.ratio, values, argmin, labels, first.gt_size, first.n_pixels, first.confidence,
+                         first.outside, first.offsets)
 
 
 class _Family:
@@ -1089,6 +1108,7 @@ def _sharpened(p: float, temperature: float) -> float:
 __all__ = [
     "BAND_LOSSES",
     "DEFAULT_LOSSES",
+    "SLOW_LOSSES",
     "Band",
     "BandOptimum",
     "BandRegionSize",

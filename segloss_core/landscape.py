@@ -69,7 +69,7 @@ DEFAULT_RANGES: dict[str, tuple[float, float]] = {
     "noise": (0.0, 2.0),
 }
 #: Default bound on the probabilities held at once per chunk (the peak is a few times this).
-CHUNK_BYTES = 64 * 1024 * 1024
+CHUNK_BYTES = 4 * 1024 * 1024
 #: Largest n per axis.
 MAX_N = 201
 
@@ -469,9 +469,14 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
             full = None
             for name, spec, kw in list(plan.direct):
                 try:
-                    if box and name in CROP_SEPARABLE:
-                        whole, part = sep_base[name]
-                        value = whole + scale * (plan.call(spec, kw, probs, tgt, spacing) - part)
+                    if name in CROP_SEPARABLE:
+                        # pixel means broadcast over a batch-1 target: its maps are looked up once
+                        value = plan.call(spec, kw, probs, ctarget_one, spacing)
+                        if value.shape != (m,):
+                            value = plan.call(spec, kw, probs, tgt, spacing)
+                        if box:
+                            whole, part = sep_base[name]
+                            value = whole + scale * (value - part)
                     elif box:
                         if full is None:
                             full = base_full.expand(m, *base_full.shape[1:]).clone()

@@ -10,36 +10,73 @@ With ``soft_label=True`` the intersection is MONAI's / Wang et al.'s soft-label-
 :math:`TP = (\\|p\\|_1 + \\|g\\|_1 - \\|p - g\\|_1) / 2`, equal to :math:`\\sum p g` for hard labels,
 which makes ``p = g`` a minimiser for soft targets too. The squared sums
 :math:`\\sum p^2, \\sum g^2` serve the V-Net (``squared=True``) denominator.
+
+Speed: :func:`soft_confusion` reads each input once per sum and never materialises a
+``(B, C, *spatial)`` product in the forward pass (``TP`` is a dot product, ``torch.linalg.vecdot``);
+``TP`` and ``sum p`` share one fused backward (``grad_p = dL/dsum_p + dL/dTP * g``, one output
+tensor instead of two plus their sum); the squared sums (and the plain product of the
+``soft_label`` form) are computed only when a loss reads them.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import torch
 
-from ._tensors import spatial_dims
+#: A ``(B, C)`` table, or a zero-argument callable producing it on first use (lazy sums).
+_Table = torch.Tensor | Callable[[], torch.Tensor]
 
 
-@dataclass(frozen=True)
 class SoftConfusion:
-    """Per-(sample, class) soft sums, each of shape ``(B, C)`` (``(1, C)`` when batch-pooled)."""
+    """Per-(sample, class) soft sums, each of shape ``(B, C)`` (``(1, C)`` when batch-pooled).
 
-    tp: torch.Tensor
-    pred_sum: torch.Tensor
-    target_sum: torch.Tensor
-    pred_sq: torch.Tensor
-    target_sq: torch.Tensor
-    n_pixels: int
-    #: plain product intersection ``sum p g`` when it differs from ``tp`` (``soft_label=True``);
-    #: ``None`` means "equal to ``tp``". The squared (V-Net) forms use it: MONAI's ord-2 soft-label
-    #: TP, ``(|p|_2^2 + |g|_2^2 - |p - g|_2^2) / 2``, is exactly ``sum p g``.
-    inner: torch.Tensor | None = None
+    ``SoftConfusion(tp, pred_sum, target_sum, pred_sq, target_sq, n_pixels, inner=None)``.
+    ``pred_sq``, ``target_sq`` and ``inner`` may be given as zero-argument callables: they are
+    evaluated on first access (once), so losses that never read them cost nothing.
+    """
+
+    __slots__ = ("tp", "pred_sum", "target_sum", "n_pixels", "_pred_sq", "_target_sq", "_inner")
+
+    def __init__(self, tp: torch.Tensor, pred_sum: torch.Tensor, target_sum: torch.Tensor, pred_sq: _Table,
+                 target_sq: _Table, n_pixels: int, inner: _Table | None = None):
+        self.tp = tp
+        self.pred_sum = pred_sum
+        self.target_sum = target_sum
+        self.n_pixels = n_pixels
+        self._pred_sq = pred_sq
+        self._target_sq = target_sq
+        #: plain product intersection ``sum p g`` when it differs from ``tp`` (``soft_label=True``);
+        #: ``None`` means "equal to ``tp``". The squared (V-Net) forms use it: MONAI's ord-2 soft-label
+        #: TP, ``(|p|_2^2 + |g|_2^2 - |p - g|_2^2) / 2``, is exactly ``sum p g``.
+        self._inner = inner
+
+    @property
+    def pred_sq(self) -> torch.Tensor:
+        """``sum p^2``."""
+        if callable(self._pred_sq):
+            self._pred_sq = self._pred_sq()
+        return self._pred_sq
+
+    @property
+    def target_sq(self) -> torch.Tensor:
+        """``sum g^2``."""
+        if callable(self._target_sq):
+            self._target_sq = self._target_sq()
+        return self._target_sq
+
+    @property
+    def inner(self) -> torch.Tensor | None:
+        """``sum p g`` when it differs from ``tp`` (``soft_label=True``), else ``None``."""
+        if callable(self._inner):
+            self._inner = self._inner()
+        return self._inner
 
     @property
     def product_tp(self) -> torch.Tensor:
         """``sum p g`` (the TP of the squared / V-Net forms, whatever ``soft_label`` was)."""
-        return self.tp if self.inner is None else self.inner
+        inner = self.inner
+        return self.tp if inner is None else inner
 
     @property
     def fp(self) -> torch.Tensor:
@@ -49,38 +86,86 @@ class SoftConfusion:
     def fn(self) -> torch.Tensor:
         return self.target_sum - self.tp
 
+    def _derive(self, op: Callable[[torch.Tensor], torch.Tensor], n_pixels: int) -> SoftConfusion:
+        """Apply ``op`` to every table; lazy tables stay lazy (and share this one's evaluation)."""
+        return SoftConfusion(op(self.tp), op(self.pred_sum), op(self.target_sum),
+                             _lazy(lambda: op(self.pred_sq)), _lazy(lambda: op(self.target_sq)), n_pixels,
+                             None if self._inner is None else _lazy(lambda: op(self.inner)))
+
     def classes(self, include_background: bool) -> SoftConfusion:
         """Drop channel 0 unless ``include_background``."""
         if include_background:
             return self
-        return SoftConfusion(*(t[:, 1:] for t in (self.tp, self.pred_sum, self.target_sum,
-                                                  self.pred_sq, self.target_sq)), self.n_pixels,
-                             None if self.inner is None else self.inner[:, 1:])
+        return self._derive(lambda t: t[:, 1:], self.n_pixels)
 
     def pooled(self) -> SoftConfusion:
         """Sum over the batch axis (nnU-Net's "batch dice"): shapes become ``(1, C)``."""
-        return SoftConfusion(*(t.sum(0, keepdim=True) for t in (self.tp, self.pred_sum, self.target_sum,
-                                                               self.pred_sq, self.target_sq)),
-                             self.n_pixels * self.tp.shape[0],
-                             None if self.inner is None else self.inner.sum(0, keepdim=True))
+        return self._derive(lambda t: t.sum(0, keepdim=True), self.n_pixels * self.tp.shape[0])
+
+    def __repr__(self) -> str:
+        return (f"SoftConfusion(shape={tuple(self.tp.shape)}, n_pixels={self.n_pixels}, "
+                f"soft_label={self._inner is not None})")
+
+
+class _ProductAndSum(torch.autograd.Function):
+    """``(sum p g, sum p)`` over the last axis, with one fused backward ``dL/dS + dL/dTP * g``."""
+
+    @staticmethod
+    def forward(ctx, p: torch.Tensor, g: torch.Tensor):
+        ctx.save_for_backward(g)
+        ctx.p_shape = p.shape
+        return torch.linalg.vecdot(p, g), p.sum(-1)
+
+    @staticmethod
+    def backward(ctx, grad_tp: torch.Tensor, grad_sum: torch.Tensor):
+        (g,) = ctx.saved_tensors
+        # a broadcast copy then an in-place addcmul_ is faster on CPU than an out-of-place addcmul
+        # whose first operand is broadcast along the long axis
+        grad = torch.empty(ctx.p_shape, dtype=grad_sum.dtype, device=grad_sum.device)
+        grad.copy_(grad_sum.unsqueeze(-1).expand(ctx.p_shape))
+        return grad.addcmul_(g, grad_tp.unsqueeze(-1)), None
+
+
+def _lazy(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
+    """``fn`` to be run later under the grad mode of now (so a lazy sum tracks gradients iff it would have)."""
+    grad_enabled = torch.is_grad_enabled()
+
+    def run() -> torch.Tensor:
+        with torch.set_grad_enabled(grad_enabled):
+            return fn()
+
+    return run
+
+
+def _product_and_sum(p: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    if p.requires_grad and not g.requires_grad and p.dtype == g.dtype and torch.is_grad_enabled():
+        return _ProductAndSum.apply(p, g)
+    return torch.linalg.vecdot(p, g), p.sum(-1)
 
 
 def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: bool = False) -> SoftConfusion:
-    """Soft sums per sample and class over the spatial axes of ``(B, C, *spatial)`` tensors."""
-    dims = spatial_dims(probs)
-    pred_sum = probs.sum(dims)
-    target_sum = target.sum(dims)
-    product = (probs * target).sum(dims)
+    """Soft sums per sample and class over the spatial axes of ``(B, C, *spatial)`` tensors.
+
+    ``pred_sq``, ``target_sq`` (and, with ``soft_label``, the plain product ``inner``) are computed
+    on first access only.
+    """
+    bsz, num_classes = probs.shape[:2]
+    p = probs.reshape(bsz, num_classes, -1)
+    g = target.reshape(bsz, num_classes, -1)
+    if g.requires_grad:
+        target_sum = g.sum(-1)
+    else:
+        with torch.no_grad():
+            target_sum = g.sum(-1)
     inner = None
-    tp = product
     if soft_label:
-        tp = 0.5 * (pred_sum + target_sum - (probs - target).abs().sum(dims))
-        inner = product
-    n = 1
-    for d in probs.shape[2:]:
-        n *= d
-    return SoftConfusion(tp, pred_sum, target_sum, (probs * probs).sum(dims), (target * target).sum(dims), n,
-                         inner)
+        pred_sum = p.sum(-1)
+        tp = 0.5 * (pred_sum + target_sum - (p - g).abs().sum(-1))
+        inner = _lazy(lambda: torch.linalg.vecdot(p, g))
+    else:
+        tp, pred_sum = _product_and_sum(p, g)
+    return SoftConfusion(tp, pred_sum, target_sum, _lazy(lambda: torch.linalg.vecdot(p, p)),
+                         _lazy(lambda: torch.linalg.vecdot(g, g)), p.shape[-1], inner)
 
 
 def per_sample_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -5,9 +5,8 @@
 Why it is needed: ``AppTest`` resets ``PagesManager.uses_pages_directory`` before every run, and
 because a ``pages/`` folder sits next to ``app.py`` Streamlit then takes its legacy (v1) multipage
 path, which on every rerun after the first executes the *page* script alone: the entry point (and
-so the sidebar case builder) never runs again. The fixture routes that legacy path back to the
-entry point, which is what ``streamlit run`` does after its first run (``st.navigation`` turns the
-legacy mode off for the process).
+so the sidebar case builder) never runs again. ``streamlit run`` leaves that mode for good at the
+first ``st.navigation`` call of the process; the fixture does the same for every AppTest run.
 """
 
 from __future__ import annotations
@@ -23,20 +22,20 @@ if str(ROOT) not in sys.path:  # `pytest` (not only `python -m pytest`) finds se
     sys.path.insert(0, str(ROOT))
 
 
-def _run_entry_point(main_script_path: str) -> None:
-    code = compile(Path(main_script_path).read_text(), main_script_path, "exec")
-    exec(code, {"__name__": "__main__", "__file__": main_script_path})  # noqa: S102 - the app itself
-
-
 @pytest.fixture
 def app_test(monkeypatch):
     """``app_test(timeout=120, query_params=None) -> AppTest`` of ``app.py`` (not yet run)."""
-    import streamlit.runtime.scriptrunner.script_runner as script_runner
+    from streamlit import config
+    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    from streamlit import config
+    original_init = PagesManager.__init__
 
-    monkeypatch.setattr(script_runner, "_mpa_v1", _run_entry_point)
+    def init_without_legacy_pages(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False  # what st.navigation does in a served app
+
+    monkeypatch.setattr(PagesManager, "__init__", init_without_legacy_pages)
     shipped = config.get_option("client.showErrorDetails")
     config.set_option("client.showErrorDetails", "full")  # tests see the real message
 

@@ -152,9 +152,12 @@ def sidebar_choice(page, label: str) -> None:
 
 
 def test_every_page_loads_without_exception(page, server, shots):
-    open_page(page, server)
+    # The server's very first request goes to a page other than the entry point: Streamlit's
+    # legacy pages/ mode must not bypass app.py (ui.session routes it back).
+    open_page(page, server, "gradients")
     nav = page.locator('[data-testid="stSidebarNav"] a')
     assert nav.count() == len(PAGES), "the sidebar lists every page of app.py"
+    assert any("Gradient maps" in t for t in nav.all_inner_texts()), "app.py's navigation, not the pages/ folder's"
     for name, path in PAGES:
         open_page(page, server, path)
         assert_clean(page, name)

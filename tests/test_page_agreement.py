@@ -1,0 +1,115 @@
+"""AppTest for pages/agreement.py: it loads, the controls rerun without an exception and change what
+is shown, and the numbers shown are segloss_core.agreement's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from streamlit.testing.v1 import AppTest
+
+import segloss_core as sc
+from segloss_core import agreement as ag
+
+torch.set_num_threads(1)
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "agreement.py")
+CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
+
+
+def _disk_case(size=40, radius=8, num_classes=2):
+    yy, xx = np.mgrid[:size, :size]
+    c = size / 2
+    gt = ((yy - c) ** 2 + (xx - c) ** 2 <= radius**2).astype(np.int64)
+    if num_classes == 3:
+        gt[(yy - 6) ** 2 + (xx - 6) ** 2 <= 9] = 2
+    pred = (yy - c - 1) ** 2 + (xx - c - 2) ** 2 <= radius**2
+    probs = np.full((num_classes, size, size), 0.05)
+    probs[1] = np.where(pred, 0.85, 0.05)
+    probs[0] = 1 - probs[1:].sum(0)
+    return sc.Case(gt, probs.astype(np.float32), name="test disk")
+
+
+def _app(case=None):
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    if case is not None:
+        at.session_state[CASE_KEY] = case
+    at.run()
+    _ok(at)
+    return at
+
+
+def _ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _says(at, start):
+    hits = [m.value for m in at.markdown if m.value.startswith("**What it shows") and start in m.value]
+    assert len(hits) == 1, start
+    return hits[0]
+
+
+def _figure(at, key):
+    charts = [c for c in at.get("plotly_chart") if key in c.proto.id]
+    assert charts, key
+    return json.loads(charts[0].proto.spec)
+
+
+def test_page_loads_and_checks_the_relation():
+    case = _disk_case()
+    at = _app(case)
+    assert at.title[0].value == "Metric agreement"
+    assert "foreground-vs-background view" in at.info[0].value
+    assert len(at.get("plotly_chart")) == 4
+    assert float(at.metric[0].value) <= 1e-12 and float(at.metric[1].value) <= 1e-12
+    assert float(at.metric[2].value) <= round(ag.MAX_DICE_JACCARD_GAP, 4)  # shown to 4 decimals
+    assert "L_J = 2 L_D / (1 + L_D)" in _says(at, "Every prediction lies")
+    assert "illustrates Eelbode et al.'s theorem" in _says(at, "Sweeping the foreground weight")
+    # the bars are segloss_core's correlations on the same seeded population
+    pop = ag.population(case, n=100, seed=0)
+    agr = ag.agreement(pop, ["dice", "ce"], params={})
+    bars = _figure(at, "agr_bars")["data"][0]
+    shown = dict(zip(bars["y"], bars["x"], strict=True))
+    for name in ("dice", "ce"):
+        assert abs(shown[agr.labels[name]] - agr.spearman[name]["1 - Dice"]) < 1e-9
+
+
+def test_controls_rerun_and_change_the_output():
+    at = _app(_disk_case())
+    before = _says(at, "Over 100 perturbed")
+    at.radio(key="agr_metric").set_value("HD95").run()
+    _ok(at)
+    assert "exactly as HD95 does" in _says(at, "Over 100 perturbed")
+    at.segmented_control(key="agr_method").set_value("kendall").run()
+    _ok(at)
+    assert "Kendall" in _figure(at, "agr_bars")["layout"]["xaxis"]["title"]["text"]
+    at.selectbox(key="agr_scatter_loss").set_value("boundary").run()
+    _ok(at)
+    assert "Boundary" in _figure(at, "agr_scatter")["layout"]["title"]["text"]
+    at.radio(key="agr_wce_metric").set_value("1 - Jaccard").run()
+    _ok(at)
+    assert "with 1 - Jaccard any weight" in _says(at, "Sweeping")
+    at.toggle(key="agr_hard").set_value(True).run()
+    _ok(at)
+    at.radio(key="agr_metric").set_value("1 - Dice").run()
+    _ok(at)
+    assert _says(at, "Over 100 perturbed") != before
+    assert "ρ = 1.000" in _says(at, "Sweeping")  # arg-max inputs: the exact soft Dice is 1 - Dice
+    at.select_slider(key="agr_n").set_value(50).run()
+    at.number_input(key="agr_seed").set_value(3).run()
+    at.slider(key="agr_strength").set_value(0.5).run()
+    _ok(at)
+    assert "Over 50 perturbed" in _says(at, "Over 50 perturbed")
+
+
+def test_multiclass_and_empty_cases():
+    at = _app(_disk_case(num_classes=3))
+    assert "merged" in at.info[0].value
+    at.selectbox(key="agr_fg_class").set_value(1).run()
+    _ok(at)
+    empty = sc.Case(np.zeros((24, 24), np.int64), np.stack([np.full((24, 24), 0.9), np.full((24, 24), 0.1)]))
+    at = _app(empty)
+    assert "undefined for an empty ground truth" in at.warning[0].value

@@ -1,0 +1,147 @@
+"""AppTest for pages/bias.py: it loads, every panel's controls rerun without an exception and change
+what is shown, and the numbers shown are segloss_core.bias's."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from streamlit.testing.v1 import AppTest
+
+import segloss_core as sc
+from segloss_core import bias
+
+torch.set_num_threads(1)
+
+PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "bias.py")
+CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
+
+
+def _disk_case(size=48, radius=9, shift=2, num_classes=2):
+    yy, xx = np.mgrid[:size, :size]
+    c = size / 2
+    gt = ((yy - c) ** 2 + (xx - c) ** 2 <= radius**2).astype(np.int64)
+    if num_classes == 3:
+        gt[(yy - 8) ** 2 + (xx - 8) ** 2 <= 9] = 2
+    pred = (yy - c) ** 2 + (xx - c - shift) ** 2 <= radius**2
+    probs = np.full((num_classes, size, size), 0.05)
+    probs[1] = np.where(pred, 0.8, 0.05)
+    probs[0] = 1 - probs[1:].sum(0)
+    return sc.Case(gt, probs.astype(np.float32), name="test disk")
+
+
+def _app(case=None):
+    at = AppTest.from_file(PAGE, default_timeout=300)
+    if case is not None:
+        at.session_state[CASE_KEY] = case
+    at.run()
+    _ok(at)
+    return at
+
+
+def _ok(at):
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+
+
+def _says(at, start):
+    texts = [m.value for m in at.markdown if m.value.startswith("**What it shows")]
+    hits = [t for t in texts if start in t]
+    assert len(hits) == 1, (start, texts)
+    return hits[0]
+
+
+def _figure(at, key):
+    charts = [c for c in at.get("plotly_chart") if c.proto.id and key in c.proto.id]
+    assert charts, key
+    return json.loads(charts[0].proto.spec)
+
+
+def test_page_loads_and_explains_every_panel():
+    at = _app(_disk_case())
+    assert at.title[0].value == "Region-size bias"
+    assert "foreground-vs-background view" in at.info[0].value
+    assert len(at.get("plotly_chart")) == 6
+    texts = [m.value for m in at.markdown if m.value.startswith("**What it shows")]
+    assert len(texts) == 5
+    assert "pulls the predicted proportion toward the ground-truth proportion" in _says(at, "CE's size term")
+    band_text = _says(at, "CE's optimum is q* = π")
+    assert "Linear Dice jumps to 0" in band_text and "squared Dice lands in between" in band_text
+    assert "sharpened probabilities" in _says(at, "region_size")
+
+
+def test_size_curve_panel_shows_segloss_core_minima():
+    case = _disk_case()
+    at = _app(case)
+    frame = at.dataframe[0].value
+    curve = bias.size_curve(case, list(bias.DEFAULT_LOSSES), n=200)
+    for name in bias.DEFAULT_LOSSES:
+        row = frame[frame["loss"] == curve.labels[name]].iloc[0]
+        assert row["minimum at size ratio"] == curve.argmin[name]
+        assert abs(row["loss at the minimum"] - float(np.min(curve.values[name]))) <= 1e-6 * max(
+            1.0, abs(row["loss at the minimum"]))
+    before = frame["loss at the minimum"].tolist()
+    at.toggle(key="bias_size_hard").set_value(False).run()
+    _ok(at)
+    assert at.dataframe[0].value["loss at the minimum"].tolist() != before
+    at.select_slider(key="bias_size_n").set_value(50).run()
+    at.toggle(key="bias_size_norm").set_value(False).run()
+    _ok(at)
+    at.multiselect(key="bias_size_losses").set_value(["dice", "lovasz_softmax"]).run()
+    _ok(at)
+    assert len(at.dataframe[0].value) == 2
+    assert "Lovász" in " ".join(at.dataframe[0].value["loss"])
+
+
+def test_decomposition_and_band_controls():
+    at = _app(_disk_case())
+    assert _figure(at, "bias_dec_fig")["layout"]["xaxis"]["type"] == "log"
+    at.toggle(key="bias_dec_log").set_value(False).run()
+    _ok(at)
+    assert _figure(at, "bias_dec_fig")["layout"]["xaxis"]["type"] == "linear"
+    at.slider(key="bias_band_pi").set_value(0.7).run()
+    _ok(at)
+    text = _says(at, "CE's optimum")
+    assert "(π = 0.7)" in text and "Linear Dice jumps to 1" in text
+    table = at.dataframe[1].value
+    direct = bias.band_optimum(300, 400, 0.7, "dice", {"squared": True, "include_background": False,
+                                                          "smooth": 0.0}, background=0)
+    assert abs(table["q* (brute force, real loss)"][2] - direct.q_star) < 1e-9
+    assert abs(table["closed form"][2] - bias.q_star_closed_form("dice_squared", 300, 400, 0.7)) < 1e-12
+    at.slider(key="bias_band_F").set_value(0).run()
+    at.select_slider(key="bias_band_T").set_value(1.0).run()
+    _ok(at)
+    assert "T = 1 puts q* = 0.700" in _says(at, "CE's optimum")
+
+
+def test_sweep_and_control_controls_change_the_text():
+    at = _app(_disk_case())
+    before = _says(at, "Disks from")
+    at.select_slider(key="bias_sweep_err").set_value(2.0).run()
+    _ok(at)
+    assert _says(at, "Disks from") != before and "+2 px off" in _says(at, "Disks from")
+    at.multiselect(key="bias_sweep_losses").set_value(["dice"]).run()
+    _ok(at)
+    text = _says(at, "region_size")
+    assert "target at 1.5 ×" in text
+    at.slider(key="bias_ctl_ratio").set_value(0.5).run()
+    _ok(at)
+    assert "target at 0.5 ×" in _says(at, "region_size")
+    at.select_slider(key="bias_ctl_T").set_value(10.0).run()
+    at.segmented_control(key="bias_ctl_pen").set_value("kl").run()
+    at.toggle(key="bias_ctl_hard").set_value(False).run()
+    _ok(at)
+    assert "KL(predicted" in _says(at, "region_size")
+
+
+def test_multiclass_and_empty_cases():
+    at = _app(_disk_case(num_classes=3))
+    assert "merged" in at.info[0].value
+    at.selectbox(key="bias_fg_class").set_value(2).run()
+    _ok(at)
+    assert "merged" not in at.info[0].value
+    empty = sc.Case(np.zeros((32, 32), np.int64), np.stack([np.full((32, 32), 0.9), np.full((32, 32), 0.1)]))
+    at = _app(empty)
+    assert "needs an object" in at.warning[0].value

@@ -161,7 +161,7 @@ def wce_panel(case, settings, hard):
             "but no weighting of a per-pixel (Hamming-type) loss approximates them, because Dice normalises each "
             "image by |G| + |S| while a weighted sum over pixels cannot. "
             + ("" if hard else "On soft predictions the soft losses also pay for confidence, which the hard metric "
-               "ignores; with *Losses see arg-max masks* on, Dice's ρ is exactly 1 and the best weight stays below."))
+               "ignores; with *Losses see arg-max masks* on, this Dice's ρ becomes exactly 1: compare the best weight there."))
 
 
 # ----------------------------------------------------------------------------- page

@@ -12,7 +12,14 @@ import json
 import streamlit as st
 
 import segloss_core as sc
-from segloss_core import landscape as ls
+from segloss_core.landscape import (
+    DEFAULT_LOSSES,
+    DEFAULT_RANGES,
+    Landscape1DResult,
+    LandscapeResult,
+    landscape,
+    landscape_1d,
+)
 from segloss_core.perturb import PERTURBATIONS
 from segloss_core.plots import landscape as lp
 from ui.session import current_case, current_params, panel
@@ -31,11 +38,11 @@ def _progress_bar(text: str):
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _landscape(digest: str, settings: str, pkey: str, _case, _params) -> ls.LandscapeResult:
+def _landscape(digest: str, settings: str, pkey: str, _case, _params) -> LandscapeResult:
     s = json.loads(settings)
     bar, tick = _progress_bar(f"Computing {s['n']} × {s['n']} grid points…")
     try:
-        return ls.landscape(_case, x=tuple(s["x"]), y=tuple(s["y"]), n=s["n"], losses=s["losses"],
+        return landscape(_case, x=tuple(s["x"]), y=tuple(s["y"]), n=s["n"], losses=s["losses"],
                             params={k: v for k, v in _params.items() if k in s["losses"]},
                             hd95=s["hd95"], device="auto", progress=tick)
     finally:
@@ -43,11 +50,11 @@ def _landscape(digest: str, settings: str, pkey: str, _case, _params) -> ls.Land
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _slice(digest: str, settings: str, pkey: str, _case, _params) -> ls.Landscape1DResult:
+def _slice(digest: str, settings: str, pkey: str, _case, _params) -> Landscape1DResult:
     s = json.loads(settings)
     bar, tick = _progress_bar("Computing the slice…")
     try:
-        return ls.landscape_1d(_case, axis=tuple(s["axis"]), n=s["n"], losses=s["losses"],
+        return landscape_1d(_case, axis=tuple(s["axis"]), n=s["n"], losses=s["losses"],
                                params={k: v for k, v in _params.items() if k in s["losses"]},
                                hd95=s["hd95"], device="auto", fixed=s["fixed"], progress=tick)
     finally:
@@ -63,7 +70,7 @@ def _axis_controls(col, which: str, default: str, exclude: str | None):
                          format_func=lambda n: PERTURBATIONS[n].label, key=KEY + which + "_name",
                          help="the perturbation swept along this axis (applied to the current prediction)")
     spec = PERTURBATIONS[name]
-    lo, hi = ls.DEFAULT_RANGES.get(name, spec.range)
+    lo, hi = DEFAULT_RANGES.get(name, spec.range)
     step = float(spec.step)
     rng = col.slider(f"{which} range ({spec.unit})", float(spec.range[0]), float(spec.range[1]),
                      (float(lo), float(hi)), step=step, key=KEY + which + "_range_" + name, help=spec.help)
@@ -76,7 +83,7 @@ def _axis_controls(col, which: str, default: str, exclude: str | None):
 def landscape_panel(case, digest: str, params: dict, pkey: str, titles: dict[str, str]) -> None:
     with panel("the landscape"):
         registered = sc.list_losses()
-        defaults = [n for n in ls.DEFAULT_LOSSES if n in registered]
+        defaults = [n for n in DEFAULT_LOSSES if n in registered]
         top = st.columns([1, 1, 1])
         x_name, x_rng = _axis_controls(top[0], "x", "shift_x", None)
         y_name, y_rng = _axis_controls(top[1], "y", "dilate" if x_name != "dilate" else "shift_x", x_name)

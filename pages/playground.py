@@ -72,6 +72,16 @@ def metrics_panel(case) -> None:
     st.latex(pg.dice_latex(row["tp"], row["fp"], row["fn"]))
     st.caption(f"Live hard counts of the arg-max prediction for '{row['class']}': TP {row['tp']:,}, "
                f"FP {row['fp']:,}, FN {row['fn']:,} pixels.")
+    volume = current_volume()
+    if volume is not None:
+        with st.spinner("Measuring the whole volume..."):
+            per_volume = cache.metrics(volume)
+        st.markdown("**Whole volume**")
+        st.dataframe([{"class": volume.class_names[c], **{METRIC_LABELS[k]: m.get(k) for k in METRIC_LABELS}}
+                      for c, m in per_volume.items()], hide_index=True, width="stretch", key="volume_metrics")
+        spacing = ", ".join(f"{s:g}" for s in volume.spacing)
+        st.caption(f"All {volume.gt.shape[0]} x {volume.gt.shape[1]} x {volume.gt.shape[2]} voxels; distances in "
+                   f"mm with the header's voxel spacing ({spacing}).")
 
 
 def _pin(values, case) -> None:
@@ -92,7 +102,10 @@ def _pick_formula_from_table() -> None:
 
 def table_panel(case, params, volume) -> dict:
     values = cache.loss_values(case, params)
-    vol_values = cache.loss_values(volume, params) if volume is not None else None
+    vol_values = None
+    if volume is not None:
+        with st.spinner("Scoring the whole volume..."):
+            vol_values = cache.loss_values(volume, params)
     rows = pg.loss_rows(values, vol_values)
     pinned = st.session_state.get(PIN_KEY)
     deltas = pg.normalised_deltas(values, pinned["values"]) if pinned else None
@@ -139,7 +152,11 @@ def table_panel(case, params, volume) -> dict:
     with right:
         st.subheader("Conventions in force")
         for item in conventions_in_force(params):
-            st.markdown(f"**{item['aspect']}**: {item['value']}")
+            if item["aspect"] == "empty class":
+                with st.expander("**empty class** policy"):
+                    st.markdown(item["value"])
+            else:
+                st.markdown(f"**{item['aspect']}**: {item['value']}")
     return values
 
 

@@ -72,19 +72,30 @@ def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
         target = target.to(probs.dtype)
     if target.device != probs.device:
         target = target.to(probs.device)
-    with torch.no_grad():
-        # one pass per tensor: NaN fails both comparisons, +-Inf fails the range
-        lo, hi = torch.aminmax(probs)
-        if not (lo >= 0 and hi <= 1):
-            if not torch.isfinite(probs).all():
-                raise ValueError("prediction contains NaN or Inf")
-            raise ValueError("prediction must hold probabilities in [0, 1] (apply softmax to logits first)")
-        lo, hi = torch.aminmax(target)
-        if not (lo >= 0 and hi <= 1):
-            if not torch.isfinite(target).all():
-                raise ValueError("target contains NaN or Inf")
-            raise ValueError("target must be one-hot or soft labels in [0, 1]")
+    if not _in_unit_range(probs):
+        if not _all_finite(probs):
+            raise ValueError("prediction contains NaN or Inf")
+        raise ValueError("prediction must hold probabilities in [0, 1] (apply softmax to logits first)")
+    if not _in_unit_range(target):
+        if not _all_finite(target):
+            raise ValueError("target contains NaN or Inf")
+        raise ValueError("target must be one-hot or soft labels in [0, 1]")
     return probs, target
+
+
+def _in_unit_range(t: torch.Tensor) -> bool:
+    """All values in [0, 1] (NaN fails both comparisons, +-Inf the range): one pass, one sync."""
+    with torch.no_grad():
+        lo, hi = torch.aminmax(t.detach())
+        if t.device.type == "cpu":  # Python comparisons of .item()s: ~10 us less than tensor ones
+            return lo.item() >= 0 and hi.item() <= 1
+        lo, hi = torch.stack((lo, hi)).tolist()
+        return lo >= 0 and hi <= 1
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    with torch.no_grad():
+        return bool(torch.isfinite(t.detach()).all())
 
 
 def one_hot(labels, num_classes: int | None = None, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -144,6 +155,8 @@ def clamped_log(p: torch.Tensor) -> torch.Tensor:
     derivative is not that of the log).
     """
     clamped = p.detach().clamp_min(EPS)
+    if not (p.requires_grad and torch.is_grad_enabled()):  # same value, 3 fewer passes (no graph needed)
+        return torch.log(clamped)
     return torch.log(clamped) + (p - p.detach()) / clamped
 
 

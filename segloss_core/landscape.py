@@ -28,10 +28,10 @@ Convention:
     - ``device="auto"``: CUDA when available. Float64 inputs are computed in float64, anything
       else in float32.
 
->>> import segloss_core as sc
+>>> from segloss_core.landscape import landscape
 >>> from segloss_core.presets import make_case
 >>> case = make_case("disk", 128)
->>> res = sc.landscape(case.probs, case.gt, x=("shift_x", -10, 10), y=("dilate", -8, 8), n=21)
+>>> res = landscape(case.probs, case.gt, x=("shift_x", -10, 10), y=("dilate", -8, 8), n=21)
 >>> res.losses["dice"].shape
 (21, 21)
 """

@@ -5,7 +5,9 @@
 even when a class is absent, so every loss is defined). ``make_case(name, ...)`` adds a soft
 prediction made from the ground truth by :func:`segloss_core.perturb.prediction_from_gt`.
 
-Geometry is in pixels of the output image (``size`` x ``size``, 64..512). Shapes are drawn on
+Geometry: the sizes of the disk, ring and two-blob presets are given in pixels of a 256 x 256 image
+and scale with ``size`` (64..512), so those presets look the same at every resolution; thin and
+tiny structures (vessel width, lesion radii) are in pixels of the output image. Shapes are drawn on
 the pixel-centre grid ``(row, col)``; a disk of radius ``r`` centred at ``c`` is every pixel with
 ``(row - c_r)^2 + (col - c_c)^2 <= r^2``. Objects larger than the image are cropped by it.
 
@@ -103,30 +105,35 @@ def _disk(size: int, cy: float, cx: float, r: float) -> np.ndarray:
 # ---------------------------------------------------------------- generators
 
 
-def _disk_gt(size: int, radius: float):
-    """A disk of radius ``radius`` px centred on the image centre ``((size-1)/2, (size-1)/2)``.
+def _scale(size: int) -> float:
+    return size / DEFAULT_SIZE
 
-    Label 1 = every pixel centre within ``radius`` of the centre.
+
+def _disk_gt(size: int, radius: float):
+    """A disk of radius ``radius * size / 256`` px centred on the image centre
+    ``((size-1)/2, (size-1)/2)``: label 1 = every pixel centre within that radius of the centre.
     """
     c = _centre(size)
-    return _disk(size, c, c, radius).astype(np.int64), ("background", "disk")
+    return _disk(size, c, c, radius * _scale(size)).astype(np.int64), ("background", "disk")
 
 
 def _ring_gt(size: int, radius: float, thickness: float):
     """An annulus centred on the image centre: pixels whose distance ``r`` to the centre satisfies
-    ``radius - thickness/2 <= r <= radius + thickness/2`` (``radius`` is the mid-line radius)."""
+    ``|r - radius| <= thickness / 2`` (``radius`` is the mid-line radius; both lengths are scaled by
+    ``size / 256``)."""
     c = _centre(size)
     yy, xx = _grid(size)
     r = np.hypot(yy - c, xx - c)
-    ring = np.abs(r - radius) <= thickness / 2.0
+    ring = np.abs(r - radius * _scale(size)) <= thickness * _scale(size) / 2.0
     return ring.astype(np.int64), ("background", "ring")
 
 
 def _two_blobs_gt(size: int, big_radius: float, small_radius: float):
     """Two disks of very different size, one class: a big disk centred at ``(0.5, 0.35) * size``
-    (row, col) and a small one at ``(0.5, 0.78) * size``. Region losses averaged over one class
-    weigh the small blob by its (tiny) share of the pixels."""
-    gt = _disk(size, 0.5 * size, 0.35 * size, big_radius) | _disk(size, 0.5 * size, 0.78 * size, small_radius)
+    (row, col) and a small one at ``(0.5, 0.78) * size`` (radii scaled by ``size / 256``). Region
+    losses averaged over one class weigh the small blob by its (tiny) share of the pixels."""
+    k = _scale(size)
+    gt = _disk(size, 0.5 * size, 0.35 * size, big_radius * k) | _disk(size, 0.5 * size, 0.78 * size, small_radius * k)
     return gt.astype(np.int64), ("background", "blobs")
 
 
@@ -283,23 +290,24 @@ PRESETS: dict[str, Preset] = {
             "disk", "Disk",
             "One round object: the textbook case; shift or dilate the prediction and watch each loss react.",
             _disk_gt,
-            {"radius": _R(64.0, "float", "disk radius (px)", (1.0, 256.0), step=1.0)},
+            {"radius": _R(64.0, "float", "disk radius (px at 256 x 256)", (1.0, 256.0), step=1.0)},
             prediction={"shift_x": 4.0, "dilate": 2.0},
         ),
         Preset(
             "ring", "Ring",
             "A hollow annulus: boundary errors dominate; a filled disk prediction is a big false positive.",
             _ring_gt,
-            {"radius": _R(64.0, "float", "mid-line radius (px)", (2.0, 256.0), step=1.0),
-             "thickness": _R(12.0, "float", "ring width (px)", (1.0, 128.0), step=1.0)},
+            {"radius": _R(64.0, "float", "mid-line radius (px at 256 x 256)", (2.0, 256.0), step=1.0),
+             "thickness": _R(12.0, "float", "ring width (px at 256 x 256)", (1.0, 128.0), step=1.0)},
             prediction={"dilate": 2.0},
         ),
         Preset(
             "two_blobs", "Two blobs (big and small)",
             "One class, two objects of very different size: a missed small blob barely moves Dice or CE.",
             _two_blobs_gt,
-            {"big_radius": _R(56.0, "float", "radius of the big disk (px)", (2.0, 128.0), step=1.0),
-             "small_radius": _R(6.0, "float", "radius of the small disk (px)", (1.0, 64.0), step=1.0)},
+            {"big_radius": _R(56.0, "float", "radius of the big disk (px at 256 x 256)", (2.0, 128.0), step=1.0),
+             "small_radius": _R(6.0, "float", "radius of the small disk (px at 256 x 256)", (1.0, 64.0),
+                                step=1.0)},
             prediction={"shift_x": 3.0},
         ),
         Preset(

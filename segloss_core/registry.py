@@ -142,6 +142,11 @@ def get_loss(name: str) -> LossSpec:
         raise ValueError(f"unknown loss {name!r}; available: {', '.join(_registry())}") from None
 
 
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        reduce_samples(torch.zeros(1), reduction)  # raises reduce_samples' own message
+
+
 def _call(spec: LossSpec, probs, target, reduction, params, spacing):
     kw = spec.resolve_params(params)
     if spec.uses_spacing:
@@ -158,7 +163,7 @@ def compute(name: str, probs, target, reduction: str = "mean", *, spacing=None, 
     """
     spec = get_loss(name)
     probs, target = check_pair(probs, target)
-    reduce_samples(torch.zeros(1), reduction)  # validates the name
+    _check_reduction(reduction)
     return _call(spec, probs, target, reduction, params, spacing)
 
 

@@ -107,6 +107,21 @@ class SoftConfusion:
                 f"soft_label={self._inner is not None})")
 
 
+import os
+_MODE = os.environ.get("SEG_DOT", "vec")
+
+
+def _dot(p, g):
+    if _MODE == "vec":
+        return torch.linalg.vecdot(p, g)
+    if _MODE == "bmm":
+        return torch.bmm(p, g.transpose(1, 2)).diagonal(dim1=1, dim2=2)
+    b, c, n = p.shape
+    pf = p.reshape(-1, n)
+    gf = g.reshape(-1, n)
+    return torch.stack([torch.dot(pf[i], gf[i]) for i in range(b * c)]).view(b, c)
+
+
 class _ProductAndSum(torch.autograd.Function):
     """``(sum p g, sum p)`` over the last axis, with one fused backward ``dL/dS + dL/dTP * g``."""
 
@@ -114,7 +129,7 @@ class _ProductAndSum(torch.autograd.Function):
     def forward(ctx, p: torch.Tensor, g: torch.Tensor):
         ctx.save_for_backward(g)
         ctx.p_shape = p.shape
-        return torch.linalg.vecdot(p, g), p.sum(-1)
+        return _dot(p, g), p.sum(-1)
 
     @staticmethod
     def backward(ctx, grad_tp: torch.Tensor, grad_sum: torch.Tensor):

@@ -263,6 +263,7 @@ def test_nifti_volume_slice_picker_and_whole_volume_losses(app_test):
     gt[3, 10:14, 8:12] = 2
     probs = np.stack([gt == 0, gt == 1, gt == 2]).astype(np.float32) * 0.8 + 0.2 / 3
     probs = np.roll(probs, 1, axis=2)
+    probs[:, 5] = np.roll(probs[:, 5], 3, axis=1)  # one slice off by 4 px: the volume differs from slice 2
     zooms = (3.0, 0.8, 0.8)
     img = nib.Nifti1Image(gt, np.diag([*zooms, 1.0]))
     pimg = nib.Nifti1Image(np.moveaxis(probs, 0, -1), np.diag([*zooms, 1.0]))
@@ -278,6 +279,15 @@ def test_nifti_volume_slice_picker_and_whole_volume_losses(app_test):
     assert sl.gt.shape == gt.shape[1:] and sl.spacing == pytest.approx(zooms[1:])
     _assert_table_matches(at, volume.slice(index))
     _assert_table_matches(at, volume, column="whole volume")
+    metric_tables = [d.value for d in at.dataframe if "HD95" in d.value.columns]
+    assert len(metric_tables) == 2  # the slice's, then the whole volume's
+    vm = metric_tables[1]
+    slice_metrics = sc.metrics(volume.slice(index).hard_prediction, volume.slice(index).gt,
+                               spacing=volume.slice(index).spacing, num_classes=3)
+    want = sc.metrics(volume.hard_prediction, volume.gt, spacing=volume.spacing, num_classes=3)
+    assert list(vm["Dice"]) == pytest.approx([want[1]["dice"], want[2]["dice"]])
+    assert list(vm["HD95"]) == pytest.approx([want[1]["hd95"], want[2]["hd95"]])
+    assert want[1]["hd95"] > slice_metrics[1]["hd95"] + 0.5  # the volume is not the slice
     at.slider(key="slice_index").set_value(2).run()
     _ok(at)
     np.testing.assert_array_equal(_case(at).gt, gt[2])

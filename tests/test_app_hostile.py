@@ -20,7 +20,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_io import GOOD_GT, GOOD_PRED, HOSTILE  # noqa: E402
 
@@ -122,17 +121,27 @@ def test_every_hostile_file_through_the_npz_loader(app_test):
 
 
 def test_ground_truth_alone_hostile_is_rejected(app_test):
-    """Without a prediction the app makes one from the ground truth: a hostile GT is still refused."""
+    """Without a prediction the app makes one from the ground truth: every ground truth of the table
+    that the reader refuses on its own is refused by the app with the reader's exact line."""
+    from segloss_core import io as sio
+
     at, digest = _good_upload(app_test)
     at.file_uploader(key=PRED_KEY).set_value(None)
     at.run()
+    tried = 0
     for h in HOSTILE:
-        gt = h.gt()
-        if gt == GOOD_GT:
-            continue
-        at.file_uploader(key=GT_KEY).set_value((f"{h.id}.nii.gz", gt, "application/gzip"))
+        gt, name = h.gt(), f"{h.id}.nii.gz"
+        try:
+            sio.read_label_map(gt, name)
+        except ValueError as err:
+            reader_says = str(err).rstrip(". ")
+        else:
+            continue  # a valid label map on its own (the table's fault is the pair)
+        at.file_uploader(key=GT_KEY).set_value((name, gt, "application/gzip"))
         at.run()
-        _check_rejected(at, digest, h.expect, "Upload rejected: ", h.id)
+        _check_rejected(at, digest, "^" + re.escape(reader_says) + "$", "Upload rejected: ", h.id)
+        tried += 1
+    assert tried >= 20
 
 
 # ---------------------------------------------------------------------------------------- error boundary

@@ -22,7 +22,8 @@ CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
 
 def _app(case=None):
     at = AppTest.from_file(PAGE, default_timeout=240)
-    at.session_state[CASE_KEY] = case if case is not None else make_case("disk", 64, radius=12)
+    at.session_state[CASE_KEY] = case if case is not None else make_case("disk", 64, radius=48)
+    at.session_state["land_n"] = 11  # the coarsest grid keeps the tests fast
     at.run()
     _ok(at)
     return at
@@ -39,15 +40,9 @@ def _minima(at):
     return frames[0]
 
 
-def _small(at):
-    at.select_slider(key="land_n").set_value(11).run()
-    _ok(at)
-    return at
-
-
 def test_page_loads_with_the_default_losses_and_the_minima_table():
-    case = make_case("disk", 64, radius=12)
-    at = _small(_app(case))
+    case = make_case("disk", 64, radius=48)
+    at = _app(case)
     assert at.title[0].value == "Loss landscapes"
     assert at.multiselect(key="land_losses").value == ["ce", "dice", "iou", "tversky", "focal", "boundary"]
     assert len(at.get("plotly_chart")) == 2  # small multiples + the 1-D slice
@@ -61,7 +56,7 @@ def test_page_loads_with_the_default_losses_and_the_minima_table():
 
 
 def test_controls_rerun_and_change_the_view():
-    at = _small(_app())
+    at = _app()
     at.selectbox(key="land_x_name").set_value("fp_area").run()
     _ok(at)
     assert "false-positive blob (px^2)" in _minima(at).columns
@@ -90,14 +85,14 @@ def test_controls_rerun_and_change_the_view():
 
 
 def test_hd95_overlay_adds_its_row():
-    at = _small(_app(make_case("vessel", 64)))
+    at = _app(make_case("vessel", 64))
     at.segmented_control(key="land_metric").set_value("hd95").run()
     _ok(at)
     assert "HD95 (coarse grid)" in set(_minima(at)["loss / metric"])
 
 
 def test_multiclass_case_with_a_binary_only_loss_warns():
-    at = _small(_app(make_case("phantom", 64)))
+    at = _app(make_case("phantom", 64))
     at.multiselect(key="land_losses").set_value(["dice", "lovasz_hinge"]).run()
     _ok(at)
     assert any("binary" in w.value for w in at.warning)

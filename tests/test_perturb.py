@@ -18,7 +18,7 @@ SIZE = 128
 @pytest.fixture(scope="module")
 def disk():
     """A 128 x 128 disk of radius 20 with the perturbation defaults' soft prediction (float64)."""
-    case = make_case("disk", SIZE, prediction={}, radius=R)
+    case = make_case("disk", SIZE, prediction={}, radius=R * 256 / SIZE)  # radius in px at 256
     probs = torch.from_numpy(case.probs).double()
     return probs / probs.sum(0), case.gt
 
@@ -88,6 +88,22 @@ def test_dilate_moves_the_boundary_by_d_px(disk, d):
     assert from_gt == pytest.approx(expected, rel=0.03)
     applied = P.apply(base, gt, {"dilate": d})[0, 1].sum()
     assert float(applied) == pytest.approx(expected, rel=0.03)
+
+
+def test_dilation_reach_is_compact(disk):
+    """Growth by d changes nothing farther than d + k outside the arg-max boundary; shrinkage by d
+    changes nothing deeper than |d| + k inside it (k = RAMP_K)."""
+    base, gt = disk
+    sdf = torch.from_numpy(P.signed_distance(P.channel_argmax(base[None])[0].numpy() == 1))
+    grown = P.apply(base, gt, {"dilate": 3.0})[0]
+    far = sdf > 3.0 + P.RAMP_K
+    assert far.sum() > 1000
+    assert torch.equal(grown[:, far], base[:, far])
+    assert not torch.equal(grown[:, sdf < 3.0 + P.RAMP_K - 0.5], base[:, sdf < 3.0 + P.RAMP_K - 0.5])
+    shrunk = P.apply(base, gt, {"dilate": -3.0})[0]
+    deep = sdf < -(3.0 + P.RAMP_K)
+    assert deep.sum() > 100
+    assert torch.equal(shrunk[:, deep], base[:, deep])
 
 
 def test_mixed_sign_batch_equals_one_at_a_time(disk):

@@ -60,9 +60,15 @@ def _dice_jaccard(digest, fg_class, n, seed, strength, _case) -> ag.DiceJaccard:
 
 
 @st.cache_data(max_entries=16, show_spinner=False)
-def _wce(digest, fg_class, n, seed, strength, metric, hard, _case, _metrics_) -> ag.WceSweep:
+def _wce(digest, fg_class, n, seed, strength, metric, hard, lovasz_pkey, _case, _metrics_, _lovasz) -> ag.WceSweep:
     pop = _population(digest, fg_class, n, seed, strength, _case)
-    return ag.wce_sweep(pop, metric=metric, metrics=_metrics_, hard=hard)
+    given = {} if _lovasz is None else {"lovasz_softmax": _lovasz}
+    return ag.wce_sweep(pop, metric=metric, metrics=_metrics_, hard=hard, reference_values=given,
+                        reference_params={"dice": ag.EXACT_SOFT, "lovasz_softmax": _lovasz_params(lovasz_pkey)})
+
+
+def _lovasz_params(pkey: str) -> dict:
+    return json.loads(pkey)
 
 
 # ----------------------------------------------------------------------------- panels
@@ -140,10 +146,13 @@ def ranking_panel(case, settings, hard, params, titles):
 
 
 @st.fragment
-def wce_panel(case, settings, hard):
+def wce_panel(case, settings, hard, params):
     with panel("the weighted-CE sweep"):
         metric = st.radio("Agree with", ["1 - Dice", "1 - Jaccard"], horizontal=True, key=KEY + "wce_metric")
-        sweep = _wce(*settings, metric, hard, case, _metrics(*settings, case))
+        p = {"lovasz_softmax": params["lovasz_softmax"]} if "lovasz_softmax" in params else {}
+        lovasz = _values(*settings, ("lovasz_softmax",), hard, _pkey(p), case, p)["lovasz_softmax"]
+        sweep = _wce(*settings, metric, hard, json.dumps(p.get("lovasz_softmax", {}), sort_keys=True, default=str),
+                     case, _metrics(*settings, case), None if isinstance(lovasz, str) else lovasz)
         st.plotly_chart(pa.wce_sweep_figure(sweep), width="stretch", key=KEY + "wce_fig")
         w, best = sweep.best
         refs = {k: v["spearman"] for k, v in sweep.reference.items()}
@@ -216,4 +225,4 @@ st.subheader("Which losses order predictions like the metric?")
 ranking_panel(case, settings, hard, params, titles)
 
 st.subheader("Weighted CE cannot stand in for Dice")
-wce_panel(case, settings, hard)
+wce_panel(case, settings, hard, params)

@@ -18,8 +18,10 @@ KEY = "opt_"
 FRAME = KEY + "frame"
 PLAY = KEY + "play"
 FRAME_SECONDS = 0.5
-LRS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0)
+LRS = tuple(sorted({1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0, 30.0, 100.0}
+                   | set(opt.DEFAULT_LR.values())))
 SIDES = (32, 48, 64, 96, 128, 192, 256)
+WORKING_SIDE = {"logits": 128, "cnn": 64}
 
 
 # ----------------------------------------------------------------------------- cached numerics
@@ -130,9 +132,12 @@ def _settings(case, params) -> opt.Settings:
         kw["seed"] = int(cols[0].number_input("Seed", 0, 1_000_000, 0, key=KEY + "seed"))
         side = max(case.gt.shape)
         sides = tuple(s for s in SIDES if s < side) + (side,)
+        default = WORKING_SIDE[model]
         kw["max_side"] = cols[1].select_slider(
-            "Working resolution (longer side, px)", sides, value=min(128, side) if side >= 128 else side,
-            key=KEY + "max_side", help="The case is reduced by area averaging before training.")
+            "Working resolution (longer side, px)", sides, value=max(s for s in sides if s <= default)
+            if min(sides) <= default else sides[0], key=f"{KEY}max_side_{model}",
+            help="The case is reduced by area averaging before training (the CNN is about ten times "
+                 "slower per pixel than free logits, hence its smaller default).")
     loss_params = {n: dict(params[n]) for n in losses if params.get(n)}
     return opt.Settings(losses=tuple(losses), model=model, optimiser=optimiser, lr=float(lr), steps=int(steps),
                         target=target, params=loss_params, **kw)
@@ -231,9 +236,11 @@ if case.ndim == 3:
     z = st.slider("Slice", 0, case.gt.shape[0] - 1, case.gt.shape[0] // 2, key=KEY + "slice")
     case = case.slice(z)
 
+settings = None
 with panel("the settings"):
     settings = _settings(case, current_params())
-
+if settings is None:
+    st.stop()
 if not settings.losses:
     st.info("Choose at least one loss.")
     st.stop()

@@ -7,6 +7,12 @@ allows them). 2-D (``*spatial = H, W``) and 3-D (``D, H, W``) are both accepted.
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 
@@ -76,7 +82,7 @@ def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
         if not _all_finite(probs):
             raise ValueError("prediction contains NaN or Inf")
         raise ValueError("prediction must hold probabilities in [0, 1] (apply softmax to logits first)")
-    if not _in_unit_range(target):
+    if not tensor_memo(target, "in_unit_range", _in_unit_range, keep=bool):
         if not _all_finite(target):
             raise ValueError("target contains NaN or Inf")
         raise ValueError("target must be one-hot or soft labels in [0, 1]")
@@ -85,17 +91,80 @@ def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
 
 def _in_unit_range(t: torch.Tensor) -> bool:
     """All values in [0, 1] (NaN fails both comparisons, +-Inf the range): one pass, one sync."""
-    with torch.no_grad():
-        lo, hi = torch.aminmax(t.detach())
-        if t.device.type == "cpu":  # Python comparisons of .item()s: ~10 us less than tensor ones
-            return lo.item() >= 0 and hi.item() <= 1
-        lo, hi = torch.stack((lo, hi)).tolist()
-        return lo >= 0 and hi <= 1
+    lo, hi = torch.aminmax(t.detach())
+    if t.device.type == "cpu":  # Python comparisons of .item()s: ~10 us less than tensor ones
+        return lo.item() >= 0 and hi.item() <= 1
+    lo, hi = torch.stack((lo, hi)).tolist()  # one device sync
+    return lo >= 0 and hi <= 1
 
 
 def _all_finite(t: torch.Tensor) -> bool:
     with torch.no_grad():
         return bool(torch.isfinite(t.detach()).all())
+
+
+# ----------------------------------------------------------------------------------------------
+# per-tensor memo of target-only quantities (the same ground truth is scored against many predictions)
+# ----------------------------------------------------------------------------------------------
+
+#: Tensors whose derived values are remembered at once (oldest forgotten first).
+MEMO_MAX_TENSORS = 64
+
+_memo: OrderedDict[int, tuple[weakref.ref, tuple, dict[Any, Any]]] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _memo_stamp(t: torch.Tensor) -> tuple | None:
+    """What identifies ``t``'s current contents, or ``None`` when they could change unseen."""
+    try:
+        if t.requires_grad or not t.untyped_storage().resizable():
+            # not resizable: memory torch does not own (torch.from_numpy, DLPack), which can be written
+            # without bumping the version counter
+            return None
+        return (t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device)
+    except (RuntimeError, NotImplementedError, TypeError):  # inference tensors, tensor subclasses, ...
+        return None
+
+
+def _memo_forget(key: int) -> None:
+    with _memo_lock:
+        _memo.pop(key, None)
+
+
+def tensor_memo(t: torch.Tensor, key: Any, compute: Callable[[torch.Tensor], Any],
+                keep: Callable[[Any], bool] | None = None) -> Any:
+    """``compute(t)``, remembered while ``t`` is alive and unmodified (e.g. a target's sums).
+
+    "Unmodified" is torch's own notion, the one autograd uses for saved tensors: same version counter
+    (bumped by every in-place operation on ``t`` or a view of it), data pointer, shape, strides, dtype
+    and device. Only tensors whose memory torch owns are memoised (not ``torch.from_numpy`` ones,
+    which numpy could change unseen), nor tensors that require grad; writes through ``.data`` or
+    ``.numpy()`` views bypass the version counter and must not be made to a memoised tensor.
+    ``keep(value)`` decides whether a value may be stored (default: always). Callers that hand out
+    a memoised tensor must return a copy if the receiver could modify it in place.
+    """
+    stamp = _memo_stamp(t)
+    if stamp is None:
+        return compute(t)
+    ident = id(t)
+    with _memo_lock:
+        entry = _memo.get(ident)
+        if entry is not None and entry[0]() is t and entry[1] == stamp and key in entry[2]:
+            _memo.move_to_end(ident)
+            return entry[2][key]
+    value = compute(t)
+    if keep is not None and not keep(value):
+        return value
+    with _memo_lock:
+        entry = _memo.get(ident)
+        if entry is None or entry[0]() is not t or entry[1] != stamp:
+            entry = (weakref.ref(t, lambda _ref, k=ident: _memo_forget(k)), stamp, {})
+            _memo[ident] = entry
+        entry[2][key] = value
+        _memo.move_to_end(ident)
+        while len(_memo) > MEMO_MAX_TENSORS:
+            _memo.popitem(last=False)
+    return value
 
 
 def one_hot(labels, num_classes: int | None = None, *, dtype: torch.dtype = torch.float32) -> torch.Tensor:

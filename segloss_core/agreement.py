@@ -367,6 +367,7 @@ def wce_sweep(
     metric: str = "1 - Dice",
     references: Sequence[str] = ("dice", "lovasz_softmax", "ce"),
     reference_params: dict[str, dict[str, Any]] | None = None,
+    reference_values: dict[str, np.ndarray] | None = None,
     metrics: dict[str, np.ndarray] | None = None,
     hard: bool = False,
     progress: ProgressFn | None = None,
@@ -379,6 +380,8 @@ def wce_sweep(
     normalise by ``|G| + |S|`` as Dice does. The references default to the soft Dice of the
     relation (:data:`EXACT_SOFT`: foreground only, linear, no smoothing), Lovász-Softmax and CE;
     ``hard=True`` feeds every loss the arg-max masks (then that Dice agrees exactly).
+    ``reference_values``: already computed values of some references (same population, same
+    ``hard``, the same ``reference_params``), which are then not recomputed.
     """
     reference_params = {"dice": EXACT_SOFT} if reference_params is None else reference_params
     make = _predictions(pop, hard)
@@ -395,8 +398,11 @@ def wce_sweep(
     curves = parts["bg"][None, :] + weights[:, None] * parts["fg"][None, :]
     rho = np.array([rank_correlation(c, target, "spearman") for c in curves])
     tau = np.array([rank_correlation(c, target, "kendall") for c in curves])
-    ref_values = _evaluate_chunks(len(pop), make, pop.target(), list(references), params=reference_params,
-                                  progress=progress)
+    given = dict(reference_values or {})
+    todo = [k for k in references if k not in given]
+    ref_values = _evaluate_chunks(len(pop), make, pop.target(), todo, params=reference_params,
+                                  progress=progress) if todo else {}
+    ref_values = {k: given[k] if k in given else ref_values[k] for k in references}
     reference = {
         loss_label(k, reference_params.get(k)): {"spearman": rank_correlation(v, target, "spearman"),
                         "kendall": rank_correlation(v, target, "kendall")}

@@ -456,7 +456,8 @@ def penalty_curves(tau: float, u: np.ndarray) -> dict[str, np.ndarray]:
     u = np.asarray(u, dtype=np.float64)
     ce_size = -(xlogy(tau, u) + xlogy(1 - tau, 1 - u))
     entropy = -(xlogy(tau, tau) + xlogy(1 - tau, 1 - tau))
-    kl = xlogy(tau, tau / u) + xlogy(1 - tau, (1 - tau) / (1 - u))
+    with np.errstate(divide="ignore"):  # u = 0 or 1: infinite, as it should be
+        kl = xlogy(tau, tau / u) + xlogy(1 - tau, (1 - tau) / (1 - u))
     return {
         "ce_size": ce_size,
         "entropy": np.full_like(u, entropy),
@@ -594,11 +595,18 @@ def decomposition(
             break
         shift[j] -= err / max((sig * (1 - sig)).mean(), 1e-300)
     z_t = torch.as_tensor(z.reshape(mask.shape), dtype=torch.float64)
-    s = torch.sigmoid(z_t[None] + torch.as_tensor(shift, dtype=torch.float64).view(-1, 1, 1))
-    probs = _two_channel(s)
-    target = _two_channel(torch.as_tensor(mask, dtype=torch.float64)[None]).expand_as(probs)
-    ce = ce_decomposition(probs, target)
-    dice = dice_log_decomposition(probs, target, include_background=True)
+    b_t = torch.as_tensor(shift, dtype=torch.float64).view(-1, 1, 1)
+    target1 = _two_channel(torch.as_tensor(mask, dtype=torch.float64)[None])
+    step = max(1, CHUNK_ELEMENTS // (4 * mask.size))  # float64, two channels: stay in cache
+    parts_ce, parts_dice = [], []
+    with torch.inference_mode():
+        for lo in range(0, len(shift), step):
+            probs = _two_channel(torch.sigmoid(z_t[None] + b_t[lo: lo + step]))
+            target = target1.expand_as(probs)
+            parts_ce.append(ce_decomposition(probs, target))
+            parts_dice.append(dice_log_decomposition(probs, target, include_background=True))
+    ce = {k: torch.cat([p[k] for p in parts_ce]) for k in parts_ce[0]}
+    dice = {k: torch.cat([p[k] for p in parts_dice]) for k in parts_dice[0]}
     u = ce["u"][:, 1].numpy()
     terms = {
         "ce": ce["ce"].numpy(),

@@ -297,7 +297,8 @@ def python_snippet(source: dict[str, Any], params: dict | None = None) -> str:
     """A short script that rebuilds the case and recomputes the table with ``segloss_core``.
 
     ``source``: ``{"kind": "preset", "preset": name, "size": px, "preset_params": {...},
-    "prediction": {...}, "seed": int}`` for a preset with prediction sliders, or ``{"kind": "npz", "path": ...}``
+    "prediction": {...}, "seed": int}`` for a preset with prediction sliders (``prediction``: the
+    amounts that differ from ``PERTURBATIONS[k].default``, as ``make_case`` fills in the rest), or ``{"kind": "npz", "path": ...}``
     for a drawn / uploaded case saved with the "Save case" button.
     """
     lines = ["import segloss_core as sc"]

@@ -12,7 +12,7 @@ which makes ``p = g`` a minimiser for soft targets too. The squared sums
 :math:`\\sum p^2, \\sum g^2` serve the V-Net (``squared=True``) denominator.
 
 Speed: :func:`soft_confusion` reads each input once per sum and never materialises a
-``(B, C, *spatial)`` product in the forward pass (``TP`` is a dot product, ``torch.linalg.vecdot``);
+``(B, C, *spatial)`` product in the forward pass (``TP`` is a dot product per row, :func:`rowwise_dot`);
 ``TP`` and ``sum p`` share one fused backward (``grad_p = dL/dsum_p + dL/dTP * g``, one output
 tensor instead of two plus their sum); the squared sums (and the plain product of the
 ``soft_label`` form) are computed only when a loss reads them.
@@ -23,6 +23,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+
+from ._tensors import tensor_memo
 
 #: A ``(B, C)`` table, or a zero-argument callable producing it on first use (lazy sums).
 _Table = torch.Tensor | Callable[[], torch.Tensor]
@@ -107,19 +109,24 @@ class SoftConfusion:
                 f"soft_label={self._inner is not None})")
 
 
-import os
-_MODE = os.environ.get("SEG_DOT", "vec")
+#: Up to this many (sample, class) rows, dot products without autograd run as one BLAS ``dot`` per
+#: row (no temporary); beyond it, or when gradients are tracked, one ``vecdot`` (which materialises
+#: the elementwise product).
+_DOT_LOOP_MAX_ROWS = 64
+#: ... and rows at least this long (shorter: the temporary is cheap, the Python loop is not).
+_DOT_LOOP_MIN_LENGTH = 4096
 
 
-def _dot(p, g):
-    if _MODE == "vec":
-        return torch.linalg.vecdot(p, g)
-    if _MODE == "bmm":
-        return torch.bmm(p, g.transpose(1, 2)).diagonal(dim1=1, dim2=2)
-    b, c, n = p.shape
-    pf = p.reshape(-1, n)
-    gf = g.reshape(-1, n)
-    return torch.stack([torch.dot(pf[i], gf[i]) for i in range(b * c)]).view(b, c)
+def rowwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` for ``(..., N)`` tensors; no ``(..., N)`` temporary for few rows without autograd."""
+    rows = a.shape[:-1].numel()
+    if (rows > _DOT_LOOP_MAX_ROWS or a.shape[-1] < _DOT_LOOP_MIN_LENGTH or a.shape != b.shape or a.dtype != b.dtype
+            or a.dtype not in (torch.float32, torch.float64)
+            or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))):
+        return torch.linalg.vecdot(a, b)
+    n = a.shape[-1]
+    fa, fb = a.reshape(rows, n), b.reshape(rows, n)
+    return torch.stack([torch.dot(fa[i], fb[i]) for i in range(rows)]).view(a.shape[:-1])
 
 
 class _ProductAndSum(torch.autograd.Function):
@@ -129,7 +136,7 @@ class _ProductAndSum(torch.autograd.Function):
     def forward(ctx, p: torch.Tensor, g: torch.Tensor):
         ctx.save_for_backward(g)
         ctx.p_shape = p.shape
-        return _dot(p, g), p.sum(-1)
+        return rowwise_dot(p, g), p.sum(-1)
 
     @staticmethod
     def backward(ctx, grad_tp: torch.Tensor, grad_sum: torch.Tensor):
@@ -155,7 +162,12 @@ def _lazy(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
 def _product_and_sum(p: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     if p.requires_grad and not g.requires_grad and p.dtype == g.dtype and torch.is_grad_enabled():
         return _ProductAndSum.apply(p, g)
-    return torch.linalg.vecdot(p, g), p.sum(-1)
+    return rowwise_dot(p, g), p.sum(-1)
+
+
+def _spatial_sum(t: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
 
 
 def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: bool = False) -> SoftConfusion:
@@ -170,17 +182,17 @@ def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: boo
     if g.requires_grad:
         target_sum = g.sum(-1)
     else:
-        with torch.no_grad():
-            target_sum = g.sum(-1)
+        # a target-only quantity: remembered per unmodified target tensor (copied: callers may edit it)
+        target_sum = tensor_memo(target, ("sum_over_spatial", bsz, num_classes), _spatial_sum).clone()
     inner = None
     if soft_label:
         pred_sum = p.sum(-1)
         tp = 0.5 * (pred_sum + target_sum - (p - g).abs().sum(-1))
-        inner = _lazy(lambda: torch.linalg.vecdot(p, g))
+        inner = _lazy(lambda: rowwise_dot(p, g))
     else:
         tp, pred_sum = _product_and_sum(p, g)
-    return SoftConfusion(tp, pred_sum, target_sum, _lazy(lambda: torch.linalg.vecdot(p, p)),
-                         _lazy(lambda: torch.linalg.vecdot(g, g)), p.shape[-1], inner)
+    return SoftConfusion(tp, pred_sum, target_sum, _lazy(lambda: rowwise_dot(p, p)),
+                         _lazy(lambda: rowwise_dot(g, g)), p.shape[-1], inner)
 
 
 def per_sample_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:

@@ -132,6 +132,9 @@ def test_wce_sweep_is_exact_linear_combination(pop):
         assert rho == pytest.approx(ag.rank_correlation(direct, metric), abs=1e-12)
     ce = sc.compute("ce", pop.probs(), pop.target().expand(len(pop), -1, -1, -1), reduction="none").numpy()
     assert sweep.spearman[1] == pytest.approx(ag.rank_correlation(ce, metric), abs=1e-12)
+    # given reference values are used as they are
+    given = ag.wce_sweep(pop, weights=[1.0], references=("dice", "ce"), reference_values={"ce": ce})
+    assert given.reference == ag.wce_sweep(pop, weights=[1.0], references=("dice", "ce")).reference
 
 
 def test_no_wce_weight_orders_pure_fp_and_fn_errors_like_dice_a6():

@@ -193,6 +193,13 @@ def test_share_link_reproduces_the_view(app_test):
     again = _start(app_test, **share_query(source))
     assert _case(again).digest() == ref.digest()
     assert any("cannot live in a URL" in c.value for c in at.caption)
+    # a slider moved back to 0 from its preset's non-zero default must be in the link too
+    at = _start(app_test, preset="disk", shift_x="0")
+    ref = make_case("disk", prediction={"dilate": 2.0, "shift_x": 0.0})
+    assert _case(at).digest() == ref.digest()
+    query = share_query(at.session_state["segloss_case_source"])
+    assert query["shift_x"] == "0" and "dilate" not in query
+    assert _case(_start(app_test, **query)).digest() == ref.digest()
 
 
 # ---------------------------------------------------------------------------------------- uploads
@@ -376,7 +383,7 @@ def test_pin_then_move_a_slider_shows_normalised_deltas(app_test):
 
 
 def test_downloads_and_python_snippet_recompute_the_table(app_test, capsys):
-    at = _start(app_test)
+    at = _start(app_test, preset="ring", softness="0", logit_scale="2", ring_radius="40")
     keys = {b.key for b in at.get("download_button")}
     assert {"dl_png", "dl_csv", "dl_json", "dl_py", "save_npz"} <= keys
     snippet = next(c.value for c in at.code if "compute_all" in c.value)

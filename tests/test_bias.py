@@ -133,11 +133,12 @@ def test_evaluate_losses_matches_compute():
     gen = torch.Generator().manual_seed(0)
     probs = torch.softmax(torch.randn(5, 2, 12, 12, generator=gen, dtype=torch.float64), 1)
     target = sc.one_hot((torch.rand(1, 12, 12, generator=gen) > 0.6).long(), 2, dtype=torch.float64)
-    names = ["ce", "dice", "iou", "tversky", "focal", "lovasz_softmax", "region_size"]
-    out = bias.evaluate_losses(probs, target, names, chunk_elements=2 * 144 * 2)
+    names = sc.list_losses()  # every registered loss, shared soft_confusion for the region ones
+    params = {"dice": {"squared": True}, "tversky": {"alpha": 0.2, "beta": 0.8}, "focal_tversky": {"gamma": 2.0}}
+    out = bias.evaluate_losses(probs, target, names, params=params, chunk_elements=2 * 144 * 2)
     for name in names:
-        ref = sc.compute(name, probs, target.expand_as(probs), reduction="none").numpy()
-        np.testing.assert_allclose(out[name], ref, rtol=1e-12, err_msg=name)
+        ref = sc.compute(name, probs, target.expand_as(probs), reduction="none", **params.get(name, {})).numpy()
+        np.testing.assert_allclose(out[name], ref, rtol=1e-12, atol=1e-15, err_msg=name)
 
 
 # ---------------------------------------------------------------------------------------------- decompositions

@@ -4,7 +4,7 @@ stroke on the canvas, upload a file, move a slider and check that the loss table
 CSV) changes, and open a share link. Screenshots go to $SHOTS (default: a temporary folder;
 ``make screenshots`` sets docs/screenshots).
 
-Skipped, with the reason, only when /usr/bin/chromium or the playwright package is missing.
+Skipped, with the reason, only when /usr/bin/chromium is missing (playwright is a dev requirement).
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from playwright.sync_api import sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,6 @@ pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 if not os.path.exists(CHROMIUM):
     pytestmark.append(pytest.mark.skip(reason=f"{CHROMIUM} is missing (Debian package 'chromium')"))
 
-sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 
 def _free_port() -> int:
@@ -84,7 +84,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_api.sync_playwright() as p:
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         yield b
         b.close()

@@ -397,3 +397,28 @@ def test_presets_give_valid_cases(data):
     probs, target = case.tensors()
     for loss, v in sc.compute_all(probs, target).items():
         assert isinstance(v, str) or math.isfinite(v), f"{loss}={v} on preset {name} {params} {pred}"
+
+
+# ----------------------------------------------------------------------------------------------
+# regressions found by the fuzzing above (kept explicit so they survive strategy changes)
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["combo", "exp_log", "dice", "dice_ce"])
+def test_smooth_zero_on_an_empty_class_predicted_empty_is_a_perfect_score(name):
+    """Found by test_every_loss_finite_value_and_gradients[combo]: ``smooth=0`` with an empty
+    foreground predicted empty gave NaN (0/0) in combo / exp_log (compound._soft_dice). The limit of
+    ``(2I + s) / (S + G + s)`` as ``s -> 0`` there is 1, as in region.py: a perfect score, finite gradients."""
+    probs = torch.tensor([1.0, 0.0], dtype=torch.float64).view(1, 2, 1, 1).expand(1, 2, 3, 3).contiguous()
+    target = probs.clone()
+    value, grad = sc.loss_and_grad(name, probs, target, wrt="probs", smooth=0.0)
+    assert _finite(grad), name
+    # the s -> 0 limit: the same value as with a tiny and with the default smoothing (Dice 1 there;
+    # 0 for combo / dice / dice_ce, EPS^gamma for exp_log's clamped fractional powers)
+    for smooth in (1e-12, 1e-5):
+        assert value == pytest.approx(float(sc.compute(name, probs, target, smooth=smooth)), abs=1e-6), smooth
+    assert value < 0.01, (name, value)
+    # w.r.t. logits the loss sees softmax(log(clamp(p, EPS))): ~EPS of false-positive mass, which
+    # smooth=0 scores as Dice 0 (a discontinuity of smooth=0 itself); it must still be finite
+    value, grad = sc.loss_and_grad(name, probs, target, wrt="logits", smooth=0.0)
+    assert math.isfinite(value) and _finite(grad), (name, value)

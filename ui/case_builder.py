@@ -42,33 +42,21 @@ SHARE_NOTE = ("A link holds the preset and the slider values only. Drawn and upl
               "live in a URL: save them as a .npz file and load it back.")
 
 
-def _core_ready() -> bool:
-    try:
-        from segloss_core import perturb, presets  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def render() -> None:
     """Draw the whole case builder in the sidebar (call once per run, from ``app.py``)."""
     with st.sidebar:
         st.header("Case")
         with panel("the case builder"):
-            if not _core_ready():
-                st.info("Presets are being built; showing a fallback disk.")
-                set_case(current_case())
+            if PENDING_MODE_KEY in st.session_state:
+                st.session_state[MODE_KEY] = st.session_state.pop(PENDING_MODE_KEY)
+            mode = st.radio("Input", MODES, key=MODE_KEY, horizontal=True, on_change=_on_mode_change,
+                            help="Presets are the main input; draw or upload your own masks.")
+            if mode == "Draw":
+                _draw_mode()
+            elif mode == "Upload":
+                _upload_mode()
             else:
-                if PENDING_MODE_KEY in st.session_state:
-                    st.session_state[MODE_KEY] = st.session_state.pop(PENDING_MODE_KEY)
-                mode = st.radio("Input", MODES, key=MODE_KEY, horizontal=True, on_change=_on_mode_change,
-                                help="Presets are the main input; draw or upload your own masks.")
-                if mode == "Draw":
-                    _draw_mode()
-                elif mode == "Upload":
-                    _upload_mode()
-                else:
-                    _preset_mode()
+                _preset_mode()
         with panel("save / load"):
             _save_load()
         with panel("the share link"):
@@ -128,8 +116,8 @@ def _preset_mode() -> None:
     case = cache.preset_case(name, int(size), json.dumps(params, sort_keys=True),
                              json.dumps(amounts, sort_keys=True), seed)
     set_case(case, source={"kind": "preset", "preset": name, "size": int(size), "preset_params": params,
-                           "prediction": {k: v for k, v in amounts.items() if v != PERTURBATIONS[k].identity},
-                           "seed": seed})
+                           "prediction": {k: v for k, v in amounts.items() if v != PERTURBATIONS[k].default},
+                           "amounts": amounts, "seed": seed})
 
 
 # ------------------------------------------------------------------------------------ drawing
@@ -248,7 +236,7 @@ def _draw_mode() -> None:
     width = st.slider("Brush width (canvas px)", 1, 40, 12, key="draw_width")
     if num_classes > 2:
         st.selectbox("Class to paint", list(range(1, num_classes)), key="draw_label",
-                             format_func=lambda k: f"{k}: {state['class_names'][k]}")
+                     format_func=lambda k: f"{k}: {state['class_names'][k]}")
     if target == "prediction":
         st.slider("Confidence of painted pixels", 0.5, 1.0, 0.9, 0.01, key="draw_confidence")
 
@@ -399,14 +387,10 @@ def set_volume_case(volume: Case) -> None:
 
 def _save_load() -> None:
     with st.expander("Save / load case (.npz)"):
-        try:
-            sio = _io()
-        except ImportError:
-            st.caption("Saving and loading arrive with segloss_core.io.")
-            return
+        sio = _io()
         case = current_volume() or current_case()
-        st.download_button("Save case (.npz)", data=lambda: sio.save_case_npz(case), file_name=f"{case.name}.npz".replace(" ", "_"),
-                           mime="application/octet-stream", key="save_npz",
+        st.download_button("Save case (.npz)", data=lambda: sio.save_case_npz(case),
+                           file_name=f"{case.name}.npz".replace(" ", "_"), mime="application/octet-stream", key="save_npz",
                            help="ground truth + soft prediction (+ spacing and class names) in one file")
         up = st.file_uploader("Load a saved case", type=["npz"], key="upload_npz", max_upload_size=MAX_UPLOAD_MB)
         handle_npz(up)
@@ -446,8 +430,10 @@ def share_query(source: dict) -> dict[str, str]:
         q["size"] = str(source["size"])
     for k, v in source.get("preset_params", {}).items():
         q[f"{source['preset']}_{k}"] = f"{v:g}" if isinstance(v, float) else str(v)
-    for k, v in source.get("prediction", {}).items():
-        q[k] = f"{v:g}"
+    defaults = _preset_defaults(source["preset"])  # what the bound sliders start from
+    for k, v in source.get("amounts", {}).items():
+        if v != defaults.get(k):
+            q[k] = f"{v:g}"
     if source.get("seed"):
         q["seed"] = str(source["seed"])
     return q

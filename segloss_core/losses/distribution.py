@@ -30,9 +30,47 @@ __all__ = [
 ]
 
 
-def pixel_ce(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    r"""Per-pixel cross-entropy :math:`-\sum_c g_c \log \max(s_c, \epsilon)`, shape ``(B, *spatial)``."""
-    return -(target * clamped_log(probs)).sum(1)
+class _ClampedCrossEntropy(torch.autograd.Function):
+    r"""Per-pixel :math:`-\sum_c w_c g_c \log \max(s_c, \epsilon)` with :func:`clamped_log`'s gradient.
+
+    Same value and gradient (:math:`-w g / \max(s, \epsilon)`) as the autograd composition, with one
+    ``(B, C, *spatial)`` buffer in the forward pass and one (the gradient) in the backward pass
+    instead of about six.
+    """
+
+    @staticmethod
+    def forward(ctx, probs, target, weight):
+        ctx.save_for_backward(probs, target, weight)
+        terms = probs.clamp_min(EPS).log_().mul_(target)
+        if weight is not None:
+            terms.mul_(weight)
+        return terms.sum(1).neg_()
+
+    @staticmethod
+    def backward(ctx, grad_map):
+        probs, target, weight = ctx.saved_tensors
+        grad = probs.clamp_min(EPS)
+        torch.div(target, grad, out=grad)
+        if weight is not None:
+            grad.mul_(weight)
+        return grad.mul_(grad_map.neg().unsqueeze(1)), None, None
+
+
+def _fused(probs: torch.Tensor, *others: torch.Tensor | None) -> bool:
+    """Whether a fused Function applies: gradients (if any) flow to ``probs`` only, plain dense float."""
+    return not any(t is not None and t.requires_grad for t in others) and probs.dtype in (
+        torch.float32, torch.float64) and not probs.is_complex()
+
+
+def pixel_ce(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Per-pixel cross-entropy :math:`-\sum_c w_c g_c \log \max(s_c, \epsilon)`, shape ``(B, *spatial)``.
+
+    ``weight``: optional per-class weights broadcastable to ``probs`` (``(1, C, 1, ...)``).
+    """
+    if _fused(probs, target, weight):
+        return _ClampedCrossEntropy.apply(probs, target, weight)
+    weighted = target if weight is None else target * weight
+    return -(weighted * clamped_log(probs)).sum(1)
 
 
 def _pixel_mean(values: torch.Tensor) -> torch.Tensor:
@@ -117,8 +155,7 @@ def wce_loss(
     Reference: Ronneberger et al., U-Net, MICCAI 2015; eq. 3 of Ma, "Segmentation Loss Odyssey", arXiv 2020.
     """
     w = class_vector(weights, probs.shape[1], "weights", probs)
-    weighted = target if w is None else target * w
-    return reduce_samples(_pixel_mean(-(weighted * clamped_log(probs)).sum(1)), reduction)
+    return reduce_samples(_pixel_mean(pixel_ce(probs, target, w)), reduction)
 
 
 def _keep_count(n_pixels: int, k: float) -> int:
@@ -162,6 +199,44 @@ def topk_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "me
     return reduce_samples(pooled.expand(batch), reduction)
 
 
+class _ClampedFocal(torch.autograd.Function):
+    r"""Per-pixel focal map :math:`-\sum_c \alpha_c \max(1 - s_c, \epsilon)^\gamma g_c \log\max(s_c, \epsilon)`.
+
+    The gradient is that of the autograd composition (``clamp_min`` passes the gradient where
+    :math:`1 - s \ge \epsilon`, ``pow``'s is 0 for :math:`\gamma = 0`, the log is :func:`clamped_log`),
+    with two ``(B, C, *spatial)`` buffers forward and four backward instead of about twelve.
+    """
+
+    @staticmethod
+    def forward(ctx, probs, target, weight, gamma):
+        ctx.save_for_backward(probs, target, weight)
+        ctx.gamma = gamma
+        terms = torch.rsub(probs, 1).clamp_min_(EPS).pow_(gamma)
+        terms.mul_(target).mul_(probs.clamp_min(EPS).log_())
+        if weight is not None:
+            terms.mul_(weight)
+        return terms.sum(1).neg_()
+
+    @staticmethod
+    def backward(ctx, grad_map):
+        probs, target, weight = ctx.saved_tensors
+        gamma = ctx.gamma
+        clamped = probs.clamp_min(EPS)
+        one_minus = torch.rsub(probs, 1)
+        if gamma == 0:  # modulating factor 1, no gradient through it
+            coeff = clamped.reciprocal_()
+        else:
+            passes = one_minus >= EPS  # clamp_min's gradient mask
+            base = one_minus.clamp_min_(EPS)
+            coeff = base.pow(gamma).div_(clamped)  # m / max(s, EPS)
+            slope = base.pow_(gamma - 1).mul_(gamma).mul_(passes)  # -dm/ds
+            coeff.sub_(slope.mul_(clamped.log_()))
+        coeff.mul_(target)
+        if weight is not None:
+            coeff.mul_(weight)
+        return coeff.mul_(grad_map.neg().unsqueeze(1)), None, None, None
+
+
 def focal_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -198,6 +273,8 @@ def focal_loss(
     if float(gamma) < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")
     weights = class_vector(alpha, probs.shape[1], "alpha", probs)
+    if _fused(probs, target, weights):
+        return reduce_samples(_pixel_mean(_ClampedFocal.apply(probs, target, weights, float(gamma))), reduction)
     modulating = (1 - probs).clamp_min(EPS).pow(float(gamma))
     terms = modulating * target * clamped_log(probs)
     if weights is not None:

@@ -87,6 +87,8 @@ def _common_params() -> dict[str, ParamSpec]:
 def _safe_ratio(num: torch.Tensor, den: torch.Tensor, empty: float = 1.0) -> torch.Tensor:
     """``num / den``, and ``empty`` where ``den == 0`` (gradient-safe: no 0/0 in either branch)."""
     zero = den == 0
+    if den.device.type == "cpu" and not zero.any():  # the usual case; checking costs no device sync on CPU
+        return num / den
     return torch.where(zero, torch.full_like(num, empty), num / torch.where(zero, torch.ones_like(den), den))
 
 

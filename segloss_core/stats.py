@@ -109,24 +109,57 @@ class SoftConfusion:
                 f"soft_label={self._inner is not None})")
 
 
-#: Up to this many (sample, class) rows, dot products without autograd run as one BLAS ``dot`` per
-#: row (no temporary); beyond it, or when gradients are tracked, one ``vecdot`` (which materialises
-#: the elementwise product).
-_DOT_LOOP_MAX_ROWS = 64
-#: ... and rows at least this long (shorter: the temporary is cheap, the Python loop is not).
-_DOT_LOOP_MIN_LENGTH = 4096
+#: On the CPU, up to this many (sample, class) rows of at least ``_ROW_LOOP_MIN_LENGTH`` values are
+#: processed one row at a time (a BLAS ``dot``, a row sum, a fused ``add``): no ``(B, C, N)``
+#: temporary, and each row is re-read from cache rather than memory. Beyond it (or on a GPU) one
+#: vectorised call over all rows is cheaper than the Python loop.
+_ROW_LOOP_MAX_ROWS = 64
+_ROW_LOOP_MIN_LENGTH = 4096
+
+
+def _row_loop(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
+    return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+            and a.shape[:-1].numel() <= _ROW_LOOP_MAX_ROWS and a.shape[-1] >= _ROW_LOOP_MIN_LENGTH
+            and (b is None or (b.shape == a.shape and b.dtype == a.dtype and b.device == a.device)))
 
 
 def rowwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """``(a * b).sum(-1)`` for ``(..., N)`` tensors; no ``(..., N)`` temporary for few rows without autograd."""
-    rows = a.shape[:-1].numel()
-    if (rows > _DOT_LOOP_MAX_ROWS or a.shape[-1] < _DOT_LOOP_MIN_LENGTH or a.shape != b.shape or a.dtype != b.dtype
-            or a.dtype not in (torch.float32, torch.float64)
-            or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad))):
+    """``(a * b).sum(-1)`` for ``(..., N)`` tensors; no ``(..., N)`` temporary on the CPU for few rows."""
+    if not _row_loop(a, b) or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
         return torch.linalg.vecdot(a, b)
     n = a.shape[-1]
-    fa, fb = a.reshape(rows, n), b.reshape(rows, n)
-    return torch.stack([torch.dot(fa[i], fb[i]) for i in range(rows)]).view(a.shape[:-1])
+    fa, fb = a.reshape(-1, n), b.reshape(-1, n)
+    return torch.stack([torch.dot(fa[i], fb[i]) for i in range(fa.shape[0])]).view(a.shape[:-1])
+
+
+def _dot_and_sum(p: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``((p * g).sum(-1), p.sum(-1))`` without autograd; row by row (each ``p`` row read once from memory)."""
+    if not _row_loop(p, g):
+        return torch.linalg.vecdot(p, g), p.sum(-1)
+    n = p.shape[-1]
+    fp, fg = p.reshape(-1, n), g.reshape(-1, n)
+    dots, sums = [], []
+    for i in range(fp.shape[0]):
+        dots.append(torch.dot(fp[i], fg[i]))
+        sums.append(fp[i].sum())
+    return torch.stack(dots).view(p.shape[:-1]), torch.stack(sums).view(p.shape[:-1])
+
+
+def _affine_rows(g: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
+    """``offset[..., None] + scale[..., None] * g`` for ``(..., N)`` ``g``: one fused pass per row on the CPU."""
+    if torch.is_grad_enabled() or not _row_loop(g) or scale.dtype != g.dtype or offset.dtype != g.dtype:
+        # differentiable form (double backward), or many rows / GPU. A broadcast copy then an in-place
+        # addcmul_ beats an out-of-place addcmul whose first operand is broadcast along the long axis.
+        out = torch.empty(g.shape, dtype=g.dtype, device=g.device)
+        out.copy_(offset.unsqueeze(-1).expand(g.shape))
+        return out.addcmul_(g, scale.unsqueeze(-1))
+    n = g.shape[-1]
+    out = torch.empty(g.shape, dtype=g.dtype, device=g.device)
+    fo, fg = out.view(-1, n), g.reshape(-1, n)
+    factors, shifts = scale.reshape(-1).tolist(), offset.reshape(-1)
+    for i in range(fo.shape[0]):
+        torch.add(shifts[i], fg[i], alpha=factors[i], out=fo[i])
+    return out
 
 
 class _ProductAndSum(torch.autograd.Function):
@@ -135,17 +168,12 @@ class _ProductAndSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx, p: torch.Tensor, g: torch.Tensor):
         ctx.save_for_backward(g)
-        ctx.p_shape = p.shape
-        return rowwise_dot(p, g), p.sum(-1)
+        return _dot_and_sum(p, g)
 
     @staticmethod
     def backward(ctx, grad_tp: torch.Tensor, grad_sum: torch.Tensor):
         (g,) = ctx.saved_tensors
-        # a broadcast copy then an in-place addcmul_ is faster on CPU than an out-of-place addcmul
-        # whose first operand is broadcast along the long axis
-        grad = torch.empty(ctx.p_shape, dtype=grad_sum.dtype, device=grad_sum.device)
-        grad.copy_(grad_sum.unsqueeze(-1).expand(ctx.p_shape))
-        return grad.addcmul_(g, grad_tp.unsqueeze(-1)), None
+        return _affine_rows(g, grad_tp, grad_sum), None
 
 
 def _lazy(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
@@ -160,9 +188,11 @@ def _lazy(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
 
 
 def _product_and_sum(p: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    if p.requires_grad and not g.requires_grad and p.dtype == g.dtype and torch.is_grad_enabled():
-        return _ProductAndSum.apply(p, g)
-    return rowwise_dot(p, g), p.sum(-1)
+    if not torch.is_grad_enabled() or not (p.requires_grad or g.requires_grad):
+        return _dot_and_sum(p, g)
+    if g.requires_grad or p.dtype != g.dtype:
+        return torch.linalg.vecdot(p, g), p.sum(-1)
+    return _ProductAndSum.apply(p, g)
 
 
 def _spatial_sum(t: torch.Tensor) -> torch.Tensor:

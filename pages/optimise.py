@@ -198,7 +198,7 @@ def animation(traj: opt.Trajectory) -> None:
                                         for k in ("loss value", "Dice", "|P| / |G|", "band q",
                                                   "mean |q − g| (disputed)")})
             st.plotly_chart(op.curves_figure(traj, step), width="stretch", key=KEY + "curves")
-            st.caption("Yellow: ground-truth outline; dotted blue: the ambiguous band. Dashed lines in the band "
+            st.caption("Red: ground-truth outline; dotted white: the ambiguous band. Dashed lines in the band "
                        "panel: each loss's band-model optimum q* (the loss with every band pixel at one "
                        "probability, the rest at its target). HD95 is computed on a coarser schedule.")
 
@@ -213,7 +213,7 @@ COLUMNS = {
     "precision": "precision", "recall": "recall", "pred_size": "|P| (px)", "gt_size": "|G| (px)",
     "size_ratio": "|P| / |G|", "soft_size": "Σ s (soft size)", "target_size": "Σ g (target size)",
     "band_q": "band q", "band_q_star": "band-model q*", "calibration": "mean |q − g| (disputed)",
-    "undecided": "undecided share",
+    "undecided": "undecided share (0.1 < q < 0.9)",
 }
 
 
@@ -274,7 +274,7 @@ if traj.band is not None:
     with panel("the band model"):
         st.plotly_chart(op.band_model_figure(traj), width="stretch", key=KEY + "band")
         st.caption("Each loss with every band pixel at probability q and the rest of the image at its target, "
-                   "scaled to [0, 1]: diamond = its minimiser q*, circle = where gradient descent ended (the "
+                   "scaled (minimum at 0, largest value for 0.05 ≤ q ≤ 0.95 at 1): diamond = its minimiser q*, circle = where gradient descent ended (the "
                    "mean band probability). CE's minimum is at q = π (B1), linear Dice's at 0 or 1 (B2), "
                    "squared Dice's in between (B3).")
 

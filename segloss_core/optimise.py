@@ -396,8 +396,10 @@ class Trajectory:
       foreground pixels / ground-truth foreground pixels), ``soft_ratio`` (sum of the foreground
       probability / ground-truth foreground pixels), ``band_q`` (mean foreground probability over
       the band; band targets), ``disputed_q`` / ``calibration`` / ``undecided`` (mean foreground
-      probability, mean ``|q - g|`` against the expected target, share within :data:`UNDECIDED`,
-      over the disputed pixels).
+      probability and mean ``|q - g|`` against the expected target over the disputed pixels; with
+      none disputed, ``calibration`` is over every pixel and ``disputed_q`` NaN), ``undecided``
+      (share of foreground probabilities within :data:`UNDECIDED`, over the band for band targets,
+      else over the disputed pixels, else NaN).
     - ``hd95`` ``(M, L)`` at the frames ``metric_frames`` (indices into ``frame_steps``), NaN where
       undefined (an empty prediction).
     - ``rows``: the final table; ``band``: the :class:`BandModel` (band targets), ``closed``: the
@@ -488,15 +490,19 @@ def _frame_stats(probs: torch.Tensor, gt_onehot: torch.Tensor, gt_fg: torch.Tens
     size_ratio = (labels > 0).flatten(1).sum(1).to(probs.dtype) / g if g > 0 else nan
     soft_ratio = fg.flatten(1).sum(1) / g if g > 0 else nan
     out = {"fg": fg, "labels": labels, "dice": dice, "size_ratio": size_ratio, "soft_ratio": soft_ratio}
-    if band is not None:
-        out["band_q"] = fg[:, band].mean(1)
+    lo, hi = UNDECIDED
     if disputed.any():
         q = fg[:, disputed]
         out["disputed_q"] = q.mean(1)
         out["calibration"] = (q - expected_fg[disputed]).abs().mean(1)
-        out["undecided"] = ((q > UNDECIDED[0]) & (q < UNDECIDED[1])).to(probs.dtype).mean(1)
-    else:
-        out["disputed_q"] = out["calibration"] = out["undecided"] = nan
+        out["undecided"] = ((q > lo) & (q < hi)).to(probs.dtype).mean(1)
+    else:  # nothing disputed (clean target, one annotator): the calibration over every pixel
+        out["calibration"] = (fg - expected_fg).abs().flatten(1).mean(1)
+        out["disputed_q"] = out["undecided"] = nan
+    if band is not None:  # on the band the share of undecided pixels is over the whole band
+        qb = fg[:, band]
+        out["band_q"] = qb.mean(1)
+        out["undecided"] = ((qb > lo) & (qb < hi)).to(probs.dtype).mean(1)
     return out
 
 
@@ -806,6 +812,7 @@ def final_rows(traj: Trajectory, finals: Mapping[str, Mapping[str, Any]]) -> lis
             row["band_q_star"] = traj.band.q_star.get(name) if traj.band else None
         if traj.targets.disputed.any():
             row["calibration"] = _f(traj.calibration[-1, i])
+        if traj.targets.disputed.any() or traj.band_q is not None:
             row["undecided"] = _f(traj.undecided[-1, i])
         rows.append(row)
     return rows
@@ -850,13 +857,14 @@ def explain(traj: Trajectory) -> list[str]:
             star = row.get("band_q_star")
             parts.append(f"band probability {q:.3f}" + (f" (band-model optimum {star:.3f})" if star is not None
                                                         else "") + f": {_where(q, tg.pi, row.get('undecided'))}.")
-            if star is not None and abs(q - star) > 0.05:
-                parts.append("Not at the optimum yet" + (" (still moving: more steps or a larger learning rate)."
-                                                        if row["status"] == "still moving" else "."))
+            if star is not None and abs(q - star) > 0.05 and row.get("undecided", 1.0) >= 0.05:
+                why = ("still moving: more steps or a larger learning rate" if row["status"] == "still moving"
+                       else "the CNN cannot set every band pixel freely" if s.model == "cnn" else "")
+                parts.append("Away from the band-model optimum" + (f" ({why})." if why else "."))
         elif tg.disputed.any() and row.get("calibration") is not None:
             parts.append(f"on the {int(tg.disputed.sum())} disputed pixels, mean |q − g| = "
-                         f"{row['calibration']:.3f} and {100 * row['undecided']:.0f} % stay undecided "
-                         f"({UNDECIDED[0]:g} < q < {UNDECIDED[1]:g}): "
+                         f"{row['calibration']:.3f} and {100 * row['undecided']:.0f} % keep an intermediate "
+                         f"probability ({UNDECIDED[0]:g} < q < {UNDECIDED[1]:g}): "
                          + ("calibrated (CE-like)." if row["calibration"] < 0.05 else
                             "hardened towards 0/1 (Dice-like)." if row["undecided"] < 0.2 else "in between."))
         if row["size_ratio"] is not None:

@@ -237,14 +237,30 @@ def compute_all(
     reduction: str = "mean",
 ) -> dict[str, float | str]:
     """Every registered loss (or ``names``) at once: ``{name: value}`` or ``{name: "n/a: reason"}``."""
+    from .stats import soft_confusion
+
     probs, target = check_pair(probs, target)
     params = params or {}
     out: dict[str, float | str] = {}
+    # region losses share one SoftConfusion per soft_label setting (batch pooling and background
+    # selection act on the (B, C) table inside from_stats), exactly as their functions compute it
+    shared: dict[bool, Any] = {}
     with torch.no_grad():
         for name in names or list_losses():
             spec = get_loss(name)
             try:
-                out[name] = float(_call(spec, probs, target, reduction, params.get(name), spacing))
+                if spec.from_stats is not None:
+                    kw = spec.resolve_params(params.get(name))
+                    _check_reduction(reduction)
+                    soft_label = bool(kw.get("soft_label", False))
+                    if soft_label not in shared:
+                        shared[soft_label] = soft_confusion(probs, target, soft_label=soft_label)
+                    if "batch" in kw:  # reduction="none" is always per sample (as the functions do)
+                        kw["batch"] = kw["batch"] and reduction != "none"
+                    value = reduce_samples(spec.from_stats(shared[soft_label], **kw), reduction)
+                else:
+                    value = _call(spec, probs, target, reduction, params.get(name), spacing)
+                out[name] = float(value)
             except ValueError as err:
                 out[name] = f"n/a: {err}"
     return out

@@ -21,9 +21,10 @@ from ..optimise import Trajectory
 
 #: One colour per loss (plotly's qualitative palette, 8 entries = ``optimise.MAX_LOSSES``).
 LOSS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
-GT_COLOUR = "#ffb000"
-BAND_COLOUR = "#00c2ff"
-PROB_SCALE = "gray"
+GT_COLOUR = "#ff3b30"
+BAND_COLOUR = "#ffffff"
+PROB_SCALE = "Viridis"
+IMAGE_SCALE = "gray"
 
 
 def loss_colour(i: int) -> str:
@@ -50,8 +51,8 @@ def frame_figure(traj: Trajectory, frame: int, *, view: str = "probability", hei
     """The target and each loss's prediction at recorded frame ``frame`` (an index into
     ``traj.frame_steps``).
 
-    ``view="probability"``: the foreground probability ``1 - s_0`` (black 0, white 1);
-    ``view="mask"``: the arg-max label map (0 black, classes in grey levels). The first panel is the
+    ``view="probability"``: the foreground probability ``1 - s_0`` (viridis: dark 0, yellow 1);
+    ``view="mask"``: the arg-max label map (class 0 dark, the last class yellow). The first panel is the
     training target (its mean over annotators); in CNN mode a panel with the network's input follows.
     """
     if view not in ("probability", "mask"):
@@ -82,7 +83,8 @@ def frame_figure(traj: Trajectory, frame: int, *, view: str = "probability", hei
     bx, by = _contours(band) if band is not None else ([], [])
     for k, (title, data, lo, hi, kind) in enumerate(panels, start=1):
         fig.add_trace(go.Heatmap(
-            z=data, zmin=lo, zmax=hi, colorscale=PROB_SCALE, showscale=(k == n and kind != "intensity"),
+            z=data, zmin=lo, zmax=hi, colorscale=IMAGE_SCALE if kind == "intensity" else PROB_SCALE,
+            showscale=(k == n and kind != "intensity"),
             colorbar={"title": {"text": "fg prob." if kind == "probability" else "class"}, "len": 0.9,
                       "thickness": 12},
             hovertemplate=f"{title}<br>x=%{{x}} y=%{{y}}<br>{kind}=%{{z:.3f}}<extra></extra>"), 1, k)
@@ -104,8 +106,9 @@ def frame_figure(traj: Trajectory, frame: int, *, view: str = "probability", hei
 
 def _panels(traj: Trajectory) -> list[str]:
     last = ("band probability q" if traj.band_q is not None else
-            "mean |q − g| on disputed pixels" if traj.targets.disputed.any() else "soft size / GT size")
-    return ["loss", "Dice (arg-max vs ground truth)", "HD95 (px × spacing)", "predicted size / GT size", last]
+            "mean |q − g| on disputed pixels" if traj.targets.disputed.any() else "mean |q − g|, all pixels")
+    return ["loss", "Dice (arg-max vs ground truth)", "HD95 (px × spacing)",
+            "predicted size / GT size (solid: arg-max, dotted: Σ s)", last]
 
 
 def curves_figure(traj: Trajectory, step: int | None = None, *, height: int = 640) -> go.Figure:
@@ -133,12 +136,16 @@ def curves_figure(traj: Trajectory, step: int | None = None, *, height: int = 64
         elif traj.targets.disputed.any():
             series.append((fs, traj.calibration[:, i]))
         else:
-            series.append((fs, traj.soft_ratio[:, i]))
+            series.append((fs, traj.calibration[:, i]))
         for k, ((x, y), (r, c)) in enumerate(zip(series, spots, strict=True)):
             fig.add_trace(go.Scatter(x=x, y=y, mode="lines+markers" if k == 2 else "lines", name=label,
                                      showlegend=(k == 0), marker={"size": 4},
                                      hovertemplate=f"{label}<br>step %{{x}}<br>%{{y:.4g}}<extra></extra>",
                                      **common), r, c)
+        fig.add_trace(go.Scatter(x=fs, y=traj.soft_ratio[:, i], mode="lines", name=label, showlegend=False,
+                                 legendgroup=name, line={"color": col, "width": 1.5, "dash": "dot"},
+                                 hovertemplate=f"{label}<br>step %{{x}}<br>Σ s / |G| = %{{y:.4g}}<extra></extra>"),
+                      2, 2)
         if traj.band is not None and name in traj.band.q_star:
             fig.add_trace(go.Scatter(x=[0, traj.settings.steps], y=[traj.band.q_star[name]] * 2, mode="lines",
                                      line={"color": col, "width": 1.5, "dash": "dash"}, legendgroup=name,
@@ -152,7 +159,7 @@ def curves_figure(traj: Trajectory, step: int | None = None, *, height: int = 64
     fig.add_hline(y=1.0, line={"color": "grey", "dash": "dot", "width": 1}, row=2, col=2)
     fig.update_yaxes(range=[-0.02, 1.02], row=1, col=2)
     if positive:
-        fig.update_yaxes(type="log", row=1, col=1)
+        fig.update_yaxes(type="log", dtick=1, row=1, col=1)
     for r, c in spots:
         fig.update_xaxes(title_text="step" if r == 3 or (r, c) == (2, 2) else None, row=r, col=c)
         if step is not None:
@@ -164,9 +171,11 @@ def curves_figure(traj: Trajectory, step: int | None = None, *, height: int = 64
 
 
 def band_model_figure(traj: Trajectory, *, height: int = 360) -> go.Figure:
-    """Each loss vs the band probability ``q`` with the rest of the image at its target (scaled to
-    [0, 1] per loss so that shapes compare), its minimiser (diamond) and where the run ended
-    (circle, the final mean band probability)."""
+    """Each loss vs the band probability ``q`` with the rest of the image at its target, its minimiser
+    (diamond) and where the run ended (circle, the final mean band probability).
+
+    Each curve is scaled so that its minimum is 0 and its largest value over ``0.05 <= q <= 0.95``
+    is 1 (the log terms' values at ``q = 0, 1`` would flatten the rest), so shapes compare."""
     if traj.band is None:
         raise ValueError("this run has no ambiguous band")
     fig = go.Figure()
@@ -175,7 +184,8 @@ def band_model_figure(traj: Trajectory, *, height: int = 360) -> go.Figure:
         if name not in traj.band.values:
             continue
         v = np.asarray(traj.band.values[name], dtype=np.float64)
-        lo, hi = np.nanmin(v), np.nanmax(v)
+        inner = (q >= 0.05) & (q <= 0.95)
+        lo, hi = np.nanmin(v), np.nanmax(v[inner] if inner.any() else v)
         scale = (hi - lo) or 1.0
         col = loss_colour(i)
         label = traj.titles[name]
@@ -198,8 +208,9 @@ def band_model_figure(traj: Trajectory, *, height: int = 360) -> go.Figure:
     if traj.targets.pi is not None:
         fig.add_vline(x=traj.targets.pi, line={"color": "grey", "dash": "dot", "width": 1},
                       annotation_text=f"π = {traj.targets.pi:.2f}", annotation_position="top")
+    fig.update_yaxes(range=[-0.05, 1.1])
     fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10},
-                      xaxis_title="band probability q (every band pixel)", yaxis_title="loss, scaled to [0, 1]",
+                      xaxis_title="band probability q (every band pixel)", yaxis_title="loss, scaled",
                       legend={"orientation": "h", "y": -0.25})
     return fig
 

@@ -10,6 +10,7 @@ what these functions compute.
 
 from ._tensors import EPS, as_tensor, binary_probs, one_hot, resolve_device, to_probs
 from .case import Case
+from .landscape import landscape, landscape_1d  # the functions win over the submodule name
 from .metrics import segmentation_metrics as segmentation_metrics  # load now: `def metrics` below must win
 from .registry import (
     LossSpec,
@@ -46,6 +47,8 @@ __all__ = [
     "compute_all",
     "get_loss",
     "list_losses",
+    "landscape",
+    "landscape_1d",
     "loss_and_grad",
     "losses_and_grads",
     "metrics",

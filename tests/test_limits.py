@@ -18,8 +18,9 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import _tensors, agreement, landscape, limits, perturb
+from segloss_core import _tensors, agreement, limits, perturb
 from segloss_core import io as sio
+from segloss_core.landscape import landscape as landscape_fn
 from tests.test_io import nifti_header
 
 BIG_SPATIAL = (300, 512, 512)
@@ -138,7 +139,7 @@ def test_prediction_from_gt_refuses(monkeypatch):
 
 def test_prepare_and_landscape_refuse_before_copying():
     _refuses(lambda: perturb.prepare(big_probs_np(), big_labels_np()), r"^prediction: 300x512x512 voxels x 10")
-    _refuses(lambda: landscape.landscape(big_probs_np(), big_labels_np(), n=5, device="cpu"),
+    _refuses(lambda: landscape_fn(big_probs_np(), big_labels_np(), n=5, device="cpu"),
              r"^prediction: 300x512x512 voxels x 10 classes")
     # a binary foreground map counts as 2 classes
     fg = np.broadcast_to(np.float32(0.5), (600, 512, 512))

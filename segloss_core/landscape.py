@@ -48,7 +48,7 @@ import numpy as np
 import torch
 
 from . import perturb as P
-from ._tensors import one_hot, resolve_device
+from ._tensors import EPS, one_hot, resolve_device
 from .perturb import channel_argmax
 from .registry import get_loss
 from .stats import SoftConfusion, soft_confusion
@@ -273,10 +273,11 @@ class _Plan:
 
 
 def _add_conf(a: SoftConfusion, b: SoftConfusion, n_pixels: int) -> SoftConfusion:
-    """Sums of two SoftConfusions over disjoint pixel sets (``b`` broadcast over the batch)."""
+    """Sums of two SoftConfusions over disjoint pixel sets (``b`` broadcast over the batch); the
+    squared sums stay lazy (computed only if a loss reads them)."""
     inner = None if a.inner is None else a.inner + b.product_tp
     return SoftConfusion(a.tp + b.tp, a.pred_sum + b.pred_sum, a.target_sum + b.target_sum,
-                         a.pred_sq + b.pred_sq, a.target_sq + b.target_sq, n_pixels, inner)
+                         lambda: a.pred_sq + b.pred_sq, lambda: a.target_sq + b.target_sq, n_pixels, inner)
 
 
 def _sub_conf(a: SoftConfusion, b: SoftConfusion) -> SoftConfusion:
@@ -309,9 +310,93 @@ class _Confusion:
         classes = torch.arange(C, device=probs.device)
         tp = prod[:, classes, classes]
         pred_sum = prod[:, :, C]
-        pred_sq = torch.linalg.vecdot(flat, flat).view(m, C)
+        pred_sq = lambda: torch.linalg.vecdot(flat, flat).view(m, C)  # noqa: E731 (lazy: rarely read)
         return SoftConfusion(tp, pred_sum, self.target_sum.expand(m, C), pred_sq, self.target_sq.expand(m, C),
                              self.n_pixels)
+
+
+class _PixelTerms:
+    """Fast forms, against ONE fixed one-hot target, of the pixel-mean losses (``ce``, ``wce``,
+    ``focal``, ``boundary``) for ``_evaluate``'s chunks. Same values as the loss functions:
+
+    - with a one-hot target, ``-sum_c w_c m(s_c) g_c log max(s_c, EPS)`` is the true class's term
+      (the other classes' terms are exact zeros), so the true-class probability ``s_t`` and its
+      clamped log are computed **once** per chunk (one log per pixel instead of one per pixel and
+      class, in each loss) and ce / wce / focal are read off them;
+    - the boundary loss ``mean_c mean_i phi_c(i) s_c(i)`` is linear in ``s``: one dot product per
+      selected class with the cached distance map.
+
+    ``value(name, kw, probs)`` returns ``(m,)`` or ``None`` (not a fast form: call the function)."""
+
+    def __init__(self, target_one: torch.Tensor, spacing):
+        from .losses import boundary as bd
+        from .losses import distribution as dist
+
+        self.target_one, self.spacing = target_one, spacing
+        C = target_one.shape[1]
+        self.n_pixels = target_one[0, 0].numel()
+        self.labels = target_one[0].argmax(0).reshape(-1)  # (N,)
+        self.fg = self.labels == 1 if C == 2 else None
+        self.forms = {dist.ce_loss: ("ce", set()), dist.wce_loss: ("wce", {"weights"}),
+                      dist.focal_loss: ("focal", {"gamma", "alpha"}),
+                      bd.boundary_loss: ("boundary", {"include_background", "spacing"})}
+        self._phi: dict[bool, torch.Tensor] = {}
+        self._chunk: tuple | None = None
+
+    def _true(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(s_t, log max(s_t, EPS))``, each ``(m, N)``, cached for the chunk."""
+        if self._chunk is None or self._chunk[0] is not probs:
+            m = probs.shape[0]
+            flat = probs.reshape(m, probs.shape[1], -1)
+            if self.fg is not None:
+                p_true = torch.where(self.fg, flat[:, 1], flat[:, 0])
+            else:
+                p_true = (flat * self.target_one.reshape(1, flat.shape[1], -1)).sum(1)
+            self._chunk = (probs, p_true, p_true.clamp_min(EPS).log_())
+        return self._chunk[1], self._chunk[2]
+
+    def _per_pixel(self, values, like: torch.Tensor, what: str, C: int) -> torch.Tensor | None:
+        """Per-class numbers -> the true class's number per pixel ``(N,)`` (None stays None)."""
+        from .losses.distribution import class_vector
+
+        vec = class_vector(values, C, what, like)  # same validation (ValueError) as the loss
+        return None if vec is None else vec.reshape(C)[self.labels]
+
+    def value(self, spec, kw: dict, probs: torch.Tensor) -> torch.Tensor | None:
+        form = self.forms.get(spec.fn)
+        if form is None or not set(kw) <= form[1] or probs.dtype not in (torch.float32, torch.float64):
+            return None
+        name, C = form[0], probs.shape[1]
+        if name == "boundary":
+            return self._boundary(probs, bool(kw.get("include_background", False)))
+        p_true, log_true = self._true(probs)
+        if name == "ce":
+            terms = log_true
+        elif name == "wce":
+            weight = self._per_pixel(kw.get("weights"), probs, "weights", C)
+            terms = log_true if weight is None else log_true * weight
+        else:
+            gamma = float(kw.get("gamma", 2.0))
+            if gamma < 0:
+                raise ValueError(f"gamma must be >= 0, got {kw.get('gamma')}")
+            weight = self._per_pixel(kw.get("alpha"), probs, "alpha", C)
+            terms = torch.rsub(p_true, 1).clamp_min_(EPS).pow_(gamma).mul_(log_true)
+            if weight is not None:
+                terms.mul_(weight)
+        return terms.mean(1).neg_()
+
+    def _boundary(self, probs: torch.Tensor, include_background: bool) -> torch.Tensor:
+        from .distance import signed_distance_map
+
+        first = 0 if include_background else 1
+        phi = self._phi.get(include_background)
+        if phi is None or phi.dtype != probs.dtype:
+            g = self.target_one[:, first:]
+            phi = signed_distance_map(g, self.spacing, dtype=probs.dtype).to(probs.device)
+            phi = self._phi[include_background] = phi.reshape(g.shape[1], -1)
+        m, K = probs.shape[0], phi.shape[0]
+        flat = probs[:, first:].reshape(m, K, -1)
+        return torch.linalg.vecdot(flat, phi.unsqueeze(0)).div_(self.n_pixels).mean(1)
 
 
 def _hard_counts(probs: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -321,8 +406,9 @@ def _hard_counts(probs: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Ten
     n = probs.shape[0]
     if probs.shape[1] == 2:  # binary: foreground wins only when strictly more probable (argmax ties -> 0)
         hard = (probs[:, 1] > probs[:, 0]).reshape(n, -1)
-        n_pred = hard.sum(1, dtype=torch.float64).unsqueeze(1)
-        tp = (hard & gt_masks[0]).sum(1, dtype=torch.float64).unsqueeze(1)
+        # exact integer counts; a bytes sum into int32 is several times faster than a bool or float sum
+        n_pred = hard.view(torch.uint8).sum(1, dtype=torch.int32).to(torch.float64).unsqueeze(1)
+        tp = (hard & gt_masks[0]).view(torch.uint8).sum(1, dtype=torch.int32).to(torch.float64).unsqueeze(1)
         return tp, n_pred
     hard = channel_argmax(probs).reshape(n, -1)
     tps, preds = [], []
@@ -424,6 +510,7 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
     # what lies outside the crop is the base prediction's: its share is computed once
     base_full, base_crop = prep.probs.unsqueeze(0), cprep.probs.unsqueeze(0)
     confusion = _Confusion(ctarget_one)
+    pixel_terms = _PixelTerms(ctarget_one, spacing)
     conf_out: dict[bool, SoftConfusion] = {}
     sep_base: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
     count_out = (0.0, 0.0)
@@ -454,11 +541,13 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
     metric_out: dict[str, list] = {name: [] for name in metrics}
     tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in amounts.items()}
     scale = n_crop / n_full
+    stage_cache: dict = {}  # the first perturbation's rows, shared by consecutive chunks
     with torch.no_grad():
         for start in range(0, total, chunk):
             stop = min(total, start + chunk)
             m = stop - start
-            probs = P.apply(cprep, cprep.gt, {k: v[start:stop] for k, v in tensors.items()}, seed=seed)
+            probs = P.apply(cprep, cprep.gt, {k: v[start:stop] for k, v in tensors.items()}, seed=seed,
+                            cache=stage_cache)
             tgt = target[:m]
             for soft_label, items in plan.region.items():
                 conf = confusion(probs, soft_label)
@@ -471,7 +560,9 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
                 try:
                     if name in CROP_SEPARABLE:
                         # pixel means broadcast over a batch-1 target: its maps are looked up once
-                        value = plan.call(spec, kw, probs, ctarget_one, spacing)
+                        value = pixel_terms.value(spec, kw, probs)
+                        if value is None:
+                            value = plan.call(spec, kw, probs, ctarget_one, spacing)
                         if value.shape != (m,):
                             value = plan.call(spec, kw, probs, tgt, spacing)
                         if box:
@@ -483,7 +574,9 @@ def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, met
                             full[full_sel] = probs
                         value = plan.call(spec, kw, full, target_big[:m], spacing)
                     else:
-                        value = plan.call(spec, kw, probs, tgt, spacing)
+                        value = pixel_terms.value(spec, kw, probs) if name in CROP_SEPARABLE else None
+                        if value is None:
+                            value = plan.call(spec, kw, probs, tgt, spacing)
                 except ValueError as err:
                     plan.drop(name, err)
                     loss_out.pop(name, None)

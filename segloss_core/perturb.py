@@ -196,22 +196,38 @@ def blob_level(areas, width: float, ndim: int = 2) -> np.ndarray:
 # ---------------------------------------------------------------- torch primitives (batched)
 
 
-def _shift_axis(x: torch.Tensor, shifts: torch.Tensor, dim: int) -> torch.Tensor:
+def _shift_axis(x: torch.Tensor, shifts: torch.Tensor, dim: int, rows: torch.Tensor | None = None) -> torch.Tensor:
     """``out[i](pos) = x[i](pos - shifts[i])`` along ``dim`` with linear interpolation and
-    border replication (two gathers and one lerp for the whole batch). Exact for integer shifts."""
+    border replication. Exact for integer shifts.
+
+    Per sample, with ``f = floor(shift)``: the interior is one ``lerp`` of two slices of ``x``
+    (views, no index tensors) and the two border runs are copies of the edge values (where both
+    interpolation sources clamp to the same edge pixel, ``lerp(e, e, w) = e``). Same values as
+    two batched ``gather`` calls and a ``lerp``, several times faster on the CPU. ``rows``: sample
+    ``i`` shifts ``x[rows[i]]`` (saves an ``index_select`` copy); default ``x[i]``."""
     length = x.shape[dim]
-    n = x.shape[0]
+    dim = dim % x.ndim - 1  # the axis within one sample
     fl = torch.floor(shifts)
-    frac = (shifts - fl).to(x.dtype).view(n, *([1] * (x.ndim - 1)))
-    pos = torch.arange(length, device=x.device)
-    src = pos.unsqueeze(0) - fl.to(device=x.device, dtype=torch.int64).unsqueeze(1)  # (n, L)
-    shape = [n] + [1] * (x.ndim - 1)
-    shape[dim] = length
-    a = x.gather(dim, src.clamp(0, length - 1).view(shape).expand_as(x))
-    if not bool((frac != 0).any()):
-        return a
-    b = x.gather(dim, (src - 1).clamp(0, length - 1).view(shape).expand_as(x))
-    return a.lerp_(b, frac)
+    frac = (shifts - fl).to(torch.float64).cpu().tolist()
+    fl_list = [int(v) for v in fl.clamp(-length, length).cpu().tolist()]  # beyond: all border
+    sources = range(len(fl_list)) if rows is None else rows.cpu().tolist()
+    out = torch.empty((len(fl_list), *x.shape[1:]), dtype=x.dtype, device=x.device)
+    for i, (k, f, w) in enumerate(zip(sources, fl_list, frac, strict=True)):
+        xi, oi = x[k], out[i]
+        lo = min(length, max(0, f + 1 if w else f))  # interior: both sources inside the image
+        hi = max(0, min(length, length + f))
+        if hi > lo:
+            a = xi.narrow(dim, lo - f, hi - lo)
+            if w:
+                torch.lerp(a, xi.narrow(dim, lo - f - 1, hi - lo), w, out=oi.narrow(dim, lo, hi - lo))
+            else:
+                oi.narrow(dim, lo, hi - lo).copy_(a)
+        if lo > 0:
+            oi.narrow(dim, 0, lo).copy_(xi.narrow(dim, 0, 1).expand_as(oi.narrow(dim, 0, lo)))
+        if hi < length:
+            tail = oi.narrow(dim, hi, length - hi)
+            tail.copy_(xi.narrow(dim, length - 1, 1).expand_as(tail))
+    return out
 
 
 def _gauss_blur(x: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
@@ -583,7 +599,25 @@ def _stage_noise(p: torch.Tensor, sigma: torch.Tensor, seed: int, prep: Prepared
 STAGES = ("dilate", "softness", "fn_fraction", "fp_area", "shift_x", "shift_y", "logit_scale", "noise")
 
 
-def apply(probs, gt, amounts: dict[str, Any], seed: int = 0, *, device=None) -> torch.Tensor:
+def _cached_first_stage(stage, base_row: torch.Tensor, amounts: torch.Tensor, prep: Prepared, name: str,
+                        cache: dict) -> torch.Tensor:
+    """``stage`` applied to the unperturbed prediction at each of ``amounts`` (distinct), reusing the
+    rows ``cache`` holds from the previous call; afterwards ``cache`` holds just this call's rows."""
+    values = amounts.tolist()
+    missing = [k for k, a in enumerate(values) if (name, a) not in cache]
+    if missing:
+        src = base_row.index_select(0, torch.zeros(len(missing), dtype=torch.int64, device=base_row.device))
+        made = stage(src, amounts[missing], prep)
+        for j, k in enumerate(missing):
+            cache[(name, values[k])] = made[j]
+    rows = [cache[(name, a)] for a in values]
+    cache.clear()
+    cache.update({(name, a): row for a, row in zip(values, rows, strict=True)})
+    return torch.stack(rows)
+
+
+def apply(probs, gt, amounts: dict[str, Any], seed: int = 0, *, device=None,
+          cache: dict | None = None) -> torch.Tensor:
     """Perturb a given prediction; every amount may be a number or a length-``n`` 1-D tensor.
 
     Returns ``(n, C, *spatial)`` probabilities (same dtype and device as the prepared prediction).
@@ -624,6 +658,9 @@ def apply(probs, gt, amounts: dict[str, Any], seed: int = 0, *, device=None) -> 
         amounts: ``{name: number or 1-D tensor}``.
         seed: seed of the noise field.
         device: where to compute (default: where ``probs`` is; ``"auto"``: CUDA when available).
+        cache: optional dict the caller keeps across calls on the same ``Prepared`` and ``seed``
+            (e.g. the chunks of a landscape): the first active stage's rows are remembered per
+            amount between two consecutive calls (only those the current call uses are kept).
     """
     prep = probs if isinstance(probs, Prepared) else prepare(probs, gt, device=device)
     base = prep.probs
@@ -642,6 +679,14 @@ def apply(probs, gt, amounts: dict[str, Any], seed: int = 0, *, device=None) -> 
         keys, new_inverse = torch.unique(inverse * n + value_idx, return_inverse=True)
         first = torch.full((len(keys),), n, dtype=torch.int64, device=base.device)
         first.scatter_reduce_(0, new_inverse, torch.arange(n, device=base.device), reduce="amin")
+        if name in ("shift_x", "shift_y"):  # the shift reads its source rows itself (no copy)
+            rows = _shift_axis(rows, amount[first], -1 if name == "shift_x" else -2, inverse[first])
+            inverse = new_inverse
+            continue
+        if cache is not None and name != "noise" and rows.data_ptr() == base.data_ptr():
+            rows = _cached_first_stage(stage_fns[name], rows, amount[first], prep, name, cache)
+            inverse = new_inverse
+            continue
         src = rows.index_select(0, inverse[first]) if rows.shape[0] > 1 or len(keys) > 1 else rows
         if name == "noise":
             rows = _stage_noise(src, amount[first], seed, prep)

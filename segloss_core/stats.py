@@ -24,7 +24,7 @@ from collections.abc import Callable
 
 import torch
 
-from ._tensors import tensor_memo
+from ._tensors import memo_lookup, memo_store
 
 #: A ``(B, C)`` table, or a zero-argument callable producing it on first use (lazy sums).
 _Table = torch.Tensor | Callable[[], torch.Tensor]
@@ -109,16 +109,17 @@ class SoftConfusion:
                 f"soft_label={self._inner is not None})")
 
 
-#: On the CPU, up to this many (sample, class) rows of at least ``_ROW_LOOP_MIN_LENGTH`` values are
-#: processed one row at a time (a BLAS ``dot``, a row sum, a fused ``add``): no ``(B, C, N)``
-#: temporary, and each row is re-read from cache rather than memory. Beyond it (or on a GPU) one
-#: vectorised call over all rows is cheaper than the Python loop.
+#: On the CPU with one torch thread, up to this many (sample, class) rows of at least
+#: ``_ROW_LOOP_MIN_LENGTH`` values are processed one row at a time (a BLAS ``dot``, a row sum, a fused
+#: ``add``): no ``(B, C, N)`` temporary, and each row is re-read from cache rather than memory.
+#: Beyond it, on a GPU, or with several threads (which the vectorised ops use and the per-row calls
+#: do not), one vectorised call over all rows is faster.
 _ROW_LOOP_MAX_ROWS = 64
 _ROW_LOOP_MIN_LENGTH = 4096
 
 
 def _row_loop(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
-    return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+    return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and torch.get_num_threads() == 1
             and a.shape[:-1].numel() <= _ROW_LOOP_MAX_ROWS and a.shape[-1] >= _ROW_LOOP_MIN_LENGTH
             and (b is None or (b.shape == a.shape and b.dtype == a.dtype and b.device == a.device)))
 
@@ -128,52 +129,63 @@ def rowwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     if not _row_loop(a, b) or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
         return torch.linalg.vecdot(a, b)
     n = a.shape[-1]
-    fa, fb = a.reshape(-1, n), b.reshape(-1, n)
-    return torch.stack([torch.dot(fa[i], fb[i]) for i in range(fa.shape[0])]).view(a.shape[:-1])
+    rows = zip(a.reshape(-1, n).unbind(0), b.reshape(-1, n).unbind(0), strict=True)
+    return torch.stack([torch.dot(x, y) for x, y in rows]).view(a.shape[:-1])
 
 
-def _dot_and_sum(p: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``((p * g).sum(-1), p.sum(-1))`` without autograd; row by row (each ``p`` row read once from memory)."""
+def _dot_and_sums(p: torch.Tensor, g: torch.Tensor, with_target_sum: bool):
+    """``((p * g).sum(-1), p.sum(-1), g.sum(-1) or None)`` without autograd.
+
+    On the CPU with one thread, row by row: the row sums then read rows the dot product has just
+    brought into cache, instead of whole tensors from memory."""
     if not _row_loop(p, g):
-        return torch.linalg.vecdot(p, g), p.sum(-1)
+        return torch.linalg.vecdot(p, g), p.sum(-1), g.sum(-1) if with_target_sum else None
     n = p.shape[-1]
-    fp, fg = p.reshape(-1, n), g.reshape(-1, n)
-    dots, sums = [], []
-    for i in range(fp.shape[0]):
-        dots.append(torch.dot(fp[i], fg[i]))
-        sums.append(fp[i].sum())
-    return torch.stack(dots).view(p.shape[:-1]), torch.stack(sums).view(p.shape[:-1])
+    dots, pred_sums, target_sums = [], [], []
+    for x, y in zip(p.reshape(-1, n).unbind(0), g.reshape(-1, n).unbind(0), strict=True):
+        dots.append(torch.dot(x, y))
+        pred_sums.append(x.sum())
+        if with_target_sum:
+            target_sums.append(y.sum())
+    shape = p.shape[:-1]
+    return (torch.stack(dots).view(shape), torch.stack(pred_sums).view(shape),
+            torch.stack(target_sums).view(shape) if with_target_sum else None)
 
 
 def _affine_rows(g: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor) -> torch.Tensor:
     """``offset[..., None] + scale[..., None] * g`` for ``(..., N)`` ``g``: one fused pass per row on the CPU."""
+    out = torch.empty(g.shape, dtype=g.dtype, device=g.device)
     if torch.is_grad_enabled() or not _row_loop(g) or scale.dtype != g.dtype or offset.dtype != g.dtype:
-        # differentiable form (double backward), or many rows / GPU. A broadcast copy then an in-place
-        # addcmul_ beats an out-of-place addcmul whose first operand is broadcast along the long axis.
-        out = torch.empty(g.shape, dtype=g.dtype, device=g.device)
+        # differentiable form (double backward), or many rows / GPU / threads. A broadcast copy then an
+        # in-place addcmul_ beats an out-of-place addcmul whose first operand is broadcast along N.
         out.copy_(offset.unsqueeze(-1).expand(g.shape))
         return out.addcmul_(g, scale.unsqueeze(-1))
     n = g.shape[-1]
-    out = torch.empty(g.shape, dtype=g.dtype, device=g.device)
-    fo, fg = out.view(-1, n), g.reshape(-1, n)
-    factors, shifts = scale.reshape(-1).tolist(), offset.reshape(-1)
-    for i in range(fo.shape[0]):
-        torch.add(shifts[i], fg[i], alpha=factors[i], out=fo[i])
+    rows = zip(out.view(-1, n).unbind(0), g.reshape(-1, n).unbind(0), offset.reshape(-1).unbind(0),
+               scale.reshape(-1).tolist(), strict=True)
+    for out_row, g_row, shift, factor in rows:
+        torch.add(shift, g_row, alpha=factor, out=out_row)
     return out
 
 
 class _ProductAndSum(torch.autograd.Function):
-    """``(sum p g, sum p)`` over the last axis, with one fused backward ``dL/dS + dL/dTP * g``."""
+    """``(sum p g, sum p)`` over the last axis, with one fused backward ``dL/dS + dL/dTP * g``.
+
+    A third output, ``sum g`` (no gradient), is computed on the way when ``with_target_sum``."""
 
     @staticmethod
-    def forward(ctx, p: torch.Tensor, g: torch.Tensor):
+    def forward(ctx, p: torch.Tensor, g: torch.Tensor, with_target_sum: bool):
         ctx.save_for_backward(g)
-        return _dot_and_sum(p, g)
+        tp, pred_sum, target_sum = _dot_and_sums(p, g, with_target_sum)
+        if target_sum is None:
+            return tp, pred_sum
+        ctx.mark_non_differentiable(target_sum)
+        return tp, pred_sum, target_sum
 
     @staticmethod
-    def backward(ctx, grad_tp: torch.Tensor, grad_sum: torch.Tensor):
+    def backward(ctx, grad_tp: torch.Tensor, grad_sum: torch.Tensor, *_):
         (g,) = ctx.saved_tensors
-        return _affine_rows(g, grad_tp, grad_sum), None
+        return _affine_rows(g, grad_tp, grad_sum), None, None
 
 
 def _lazy(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
@@ -187,42 +199,62 @@ def _lazy(fn: Callable[[], torch.Tensor]) -> Callable[[], torch.Tensor]:
     return run
 
 
-def _product_and_sum(p: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _confusion_sums(p: torch.Tensor, g: torch.Tensor, target_sum: torch.Tensor | None):
+    """``(sum p g, sum p, sum g)``; ``sum g`` computed (without gradient) only when ``target_sum`` is None."""
+    need = target_sum is None
     if not torch.is_grad_enabled() or not (p.requires_grad or g.requires_grad):
-        return _dot_and_sum(p, g)
-    if g.requires_grad or p.dtype != g.dtype:
-        return torch.linalg.vecdot(p, g), p.sum(-1)
-    return _ProductAndSum.apply(p, g)
+        tp, pred_sum, computed = _dot_and_sums(p, g, need)
+    elif g.requires_grad or p.dtype != g.dtype:
+        tp, pred_sum, computed = torch.linalg.vecdot(p, g), p.sum(-1), g.sum(-1) if need else None
+    else:
+        out = _ProductAndSum.apply(p, g, need)
+        tp, pred_sum, computed = out if need else (*out, None)
+    return tp, pred_sum, target_sum if target_sum is not None else computed
 
 
-def _spatial_sum(t: torch.Tensor) -> torch.Tensor:
-    with torch.no_grad():
-        return t.reshape(t.shape[0], t.shape[1], -1).sum(-1)
+_TARGET_SUM = "sum_over_spatial"
 
 
 def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: bool = False) -> SoftConfusion:
     """Soft sums per sample and class over the spatial axes of ``(B, C, *spatial)`` tensors.
 
     ``pred_sq``, ``target_sq`` (and, with ``soft_label``, the plain product ``inner``) are computed
-    on first access only.
+    on first access only. ``sum g`` is remembered per unmodified target tensor
+    (:func:`segloss_core._tensors.tensor_memo`): the same ground truth scored again costs no pass.
     """
     bsz, num_classes = probs.shape[:2]
     p = probs.reshape(bsz, num_classes, -1)
     g = target.reshape(bsz, num_classes, -1)
-    if g.requires_grad:
-        target_sum = g.sum(-1)
-    else:
-        # a target-only quantity: remembered per unmodified target tensor (copied: callers may edit it)
-        target_sum = tensor_memo(target, ("sum_over_spatial", bsz, num_classes), _spatial_sum).clone()
+    target_sum = None
+    if not g.requires_grad:
+        target_sum = memo_lookup(target, _TARGET_SUM)
+        if target_sum is not None:
+            target_sum = target_sum.clone()  # callers may edit their table in place
     inner = None
     if soft_label:
+        if target_sum is None:
+            target_sum = g.sum(-1) if g.requires_grad else _no_grad_sum(g)
+            _remember_target_sum(target, target_sum)
         pred_sum = p.sum(-1)
         tp = 0.5 * (pred_sum + target_sum - (p - g).abs().sum(-1))
         inner = _lazy(lambda: rowwise_dot(p, g))
     else:
-        tp, pred_sum = _product_and_sum(p, g)
+        known = target_sum is not None
+        tp, pred_sum, target_sum = _confusion_sums(p, g, target_sum)
+        if not known:
+            _remember_target_sum(target, target_sum)
     return SoftConfusion(tp, pred_sum, target_sum, _lazy(lambda: rowwise_dot(p, p)),
                          _lazy(lambda: rowwise_dot(g, g)), p.shape[-1], inner)
+
+
+def _no_grad_sum(g: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        return g.sum(-1)
+
+
+def _remember_target_sum(target: torch.Tensor, target_sum: torch.Tensor) -> None:
+    if not target.requires_grad and not target_sum.requires_grad:
+        memo_store(target, _TARGET_SUM, target_sum.clone())
 
 
 def per_sample_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:

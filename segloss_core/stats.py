@@ -124,10 +124,17 @@ def _row_loop(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
             and (b is None or (b.shape == a.shape and b.dtype == a.dtype and b.device == a.device)))
 
 
+def _vecdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``(a * b).sum(-1)`` (``vecdot`` needs one dtype; mixed dtypes promote as the product does)."""
+    if a.dtype == b.dtype and not a.is_complex():
+        return torch.linalg.vecdot(a, b)
+    return (a * b).sum(-1)
+
+
 def rowwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(a * b).sum(-1)`` for ``(..., N)`` tensors; no ``(..., N)`` temporary on the CPU for few rows."""
     if not _row_loop(a, b) or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
-        return torch.linalg.vecdot(a, b)
+        return _vecdot(a, b)
     n = a.shape[-1]
     rows = zip(a.reshape(-1, n).unbind(0), b.reshape(-1, n).unbind(0), strict=True)
     return torch.stack([torch.dot(x, y) for x, y in rows]).view(a.shape[:-1])
@@ -139,7 +146,7 @@ def _dot_and_sums(p: torch.Tensor, g: torch.Tensor, with_target_sum: bool):
     On the CPU with one thread, row by row: the row sums then read rows the dot product has just
     brought into cache, instead of whole tensors from memory."""
     if not _row_loop(p, g):
-        return torch.linalg.vecdot(p, g), p.sum(-1), g.sum(-1) if with_target_sum else None
+        return _vecdot(p, g), p.sum(-1), g.sum(-1) if with_target_sum else None
     n = p.shape[-1]
     dots, pred_sums, target_sums = [], [], []
     for x, y in zip(p.reshape(-1, n).unbind(0), g.reshape(-1, n).unbind(0), strict=True):
@@ -205,7 +212,7 @@ def _confusion_sums(p: torch.Tensor, g: torch.Tensor, target_sum: torch.Tensor |
     if not torch.is_grad_enabled() or not (p.requires_grad or g.requires_grad):
         tp, pred_sum, computed = _dot_and_sums(p, g, need)
     elif g.requires_grad or p.dtype != g.dtype:
-        tp, pred_sum, computed = torch.linalg.vecdot(p, g), p.sum(-1), g.sum(-1) if need else None
+        tp, pred_sum, computed = _vecdot(p, g), p.sum(-1), g.sum(-1) if need else None
     else:
         out = _ProductAndSum.apply(p, g, need)
         tp, pred_sum, computed = out if need else (*out, None)

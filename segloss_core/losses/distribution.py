@@ -57,9 +57,10 @@ class _ClampedCrossEntropy(torch.autograd.Function):
 
 
 def _fused(probs: torch.Tensor, *others: torch.Tensor | None) -> bool:
-    """Whether a fused Function applies: gradients (if any) flow to ``probs`` only, plain dense float."""
-    return not any(t is not None and t.requires_grad for t in others) and probs.dtype in (
-        torch.float32, torch.float64) and not probs.is_complex()
+    """Whether a fused Function applies: gradients (if any) flow to ``probs`` only, and every tensor has
+    ``probs``' float dtype and device (mixed dtypes take the autograd path, which promotes)."""
+    return probs.dtype in (torch.float32, torch.float64) and all(
+        t is None or (not t.requires_grad and t.dtype == probs.dtype and t.device == probs.device) for t in others)
 
 
 def pixel_ce(probs: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor:

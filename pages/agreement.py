@@ -17,9 +17,9 @@ from segloss_core import agreement as ag
 from segloss_core import bias
 from segloss_core.plots import agreement as pa
 from ui.session import current_case, current_params, panel
+from ui.widgets import binary_view_picker
 
 KEY = "agr_"
-ALL_FG = "all foreground classes (merged)"
 METHODS = {"spearman": "Spearman ρ", "kendall": "Kendall τ"}
 GROUPS = {
     "metric-sensitive (Dice, IoU, Tversky, Lovász …)": (
@@ -181,20 +181,7 @@ st.caption("Eelbode et al., *Optimization for medical image segmentation: theory
            "with Dice score or Jaccard index* (IEEE TMI 2020): do the losses order predictions as the metric does?")
 
 case = current_case()
-sliced = case.ndim == 3
-if sliced:
-    z = st.slider("Slice", 0, case.gt.shape[0] - 1, case.gt.shape[0] // 2, key=KEY + "slice")
-    case = case.slice(z)
-fg_class = None
-if not case.is_binary:
-    options = [ALL_FG] + list(range(1, case.num_classes))
-    pick = st.selectbox("Foreground", options, key=KEY + "fg_class",
-                        format_func=lambda k: k if k == ALL_FG else f"{k}: {case.class_names[k]}")
-    fg_class = None if pick == ALL_FG else int(pick)
-st.info("Dice and Jaccard are binary here: the page uses the **foreground-vs-background view** of the current "
-        + ("2-D slice" if sliced else "2-D case")
-        + (" (all foreground classes merged into one)" if not case.is_binary and fg_class is None else "")
-        + ". Loss parameters are the Playground's.", icon=":material/info:")
+case, fg_class = binary_view_picker(case, KEY, "Dice and Jaccard are binary here: the page uses")
 
 mask, _ = bias.binary_view(case, foreground_class=fg_class)
 if not mask.any():

@@ -16,9 +16,9 @@ import segloss_core as sc
 from segloss_core import bias
 from segloss_core.plots import bias as pb
 from ui.session import current_case, current_params, panel
+from ui.widgets import binary_view_picker
 
 KEY = "bias_"
-ALL_FG = "all foreground classes (merged)"
 
 
 def _pkey(params: dict) -> str:
@@ -256,20 +256,7 @@ st.caption("Liu et al., *Do we really need Dice? The hidden region-size biases o
            "with different preferred sizes. Every curve below is computed with the registered losses.")
 
 case = current_case()
-sliced = case.ndim == 3
-if sliced:
-    z = st.slider("Slice", 0, case.gt.shape[0] - 1, case.gt.shape[0] // 2, key=KEY + "slice")
-    case = case.slice(z)
-fg_class = None
-if not case.is_binary:
-    options = [ALL_FG] + list(range(1, case.num_classes))
-    pick = st.selectbox("Foreground", options, key=KEY + "fg_class",
-                        format_func=lambda k: k if k == ALL_FG else f"{k}: {case.class_names[k]}")
-    fg_class = None if pick == ALL_FG else int(pick)
-st.info("The papers' maths is binary: this page uses the **foreground-vs-background view** of the current "
-        + ("2-D slice" if sliced else "2-D case")
-        + (" (all foreground classes merged into one)" if not case.is_binary and fg_class is None else "")
-        + ". Loss parameters are the Playground's.", icon=":material/info:")
+case, fg_class = binary_view_picker(case, KEY, "The papers' maths is binary: this page uses")
 
 mask, _ = bias.binary_view(case, foreground_class=fg_class)
 if not mask.any() or mask.all():

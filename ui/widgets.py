@@ -85,3 +85,28 @@ def parse_floats(text: str | None):
         return tuple(float(p) for p in parts)
     except ValueError:
         raise ValueError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+ALL_FOREGROUND = "all foreground classes (merged)"
+
+
+def binary_view_picker(case, key: str, lead: str):
+    """Slice slider (3-D) + foreground-class picker (multi-class) for pages whose maths is binary.
+
+    Shows an info line starting with ``lead`` that says which view is used. Returns the 2-D case and
+    the chosen foreground class (``None`` = all foreground classes merged)."""
+    sliced = case.ndim == 3
+    if sliced:
+        z = st.slider("Slice", 0, case.gt.shape[0] - 1, case.gt.shape[0] // 2, key=key + "slice")
+        case = case.slice(z)
+    fg_class = None
+    if not case.is_binary:
+        options = [ALL_FOREGROUND] + list(range(1, case.num_classes))
+        pick = st.selectbox("Foreground", options, key=key + "fg_class",
+                            format_func=lambda k: k if k == ALL_FOREGROUND else f"{k}: {case.class_names[k]}")
+        fg_class = None if pick == ALL_FOREGROUND else int(pick)
+    st.info(lead + " the **foreground-vs-background view** of the current "
+            + ("2-D slice" if sliced else "2-D case")
+            + (" (all foreground classes merged into one)" if not case.is_binary and fg_class is None else "")
+            + ". Loss parameters are the Playground's.", icon=":material/info:")
+    return case, fg_class

@@ -4,46 +4,27 @@ what is shown, and the numbers shown are segloss_core.bias's."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import torch
-from streamlit.testing.v1 import AppTest
 
 import segloss_core as sc
 from segloss_core import bias
+from tests.page_helpers import assert_clean, disk_case, run_page
 
 torch.set_num_threads(1)
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "bias.py")
-CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
 
 
-def _disk_case(size=48, radius=9, shift=2, num_classes=2):
-    yy, xx = np.mgrid[:size, :size]
-    c = size / 2
-    gt = ((yy - c) ** 2 + (xx - c) ** 2 <= radius**2).astype(np.int64)
-    if num_classes == 3:
-        gt[(yy - 8) ** 2 + (xx - 8) ** 2 <= 9] = 2
-    pred = (yy - c) ** 2 + (xx - c - shift) ** 2 <= radius**2
-    probs = np.full((num_classes, size, size), 0.05)
-    probs[1] = np.where(pred, 0.8, 0.05)
-    probs[0] = 1 - probs[1:].sum(0)
-    return sc.Case(gt, probs.astype(np.float32), name="test disk")
+def _disk_case(num_classes=2):
+    return disk_case(size=48, radius=9, shift=(0, 2), num_classes=num_classes)
 
 
 def _app(case=None):
-    at = AppTest.from_file(PAGE, default_timeout=300)
-    if case is not None:
-        at.session_state[CASE_KEY] = case
-    at.run()
-    _ok(at)
-    return at
+    return run_page("bias", case, timeout=300)
 
 
-def _ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+_ok = assert_clean
 
 
 def _says(at, start):

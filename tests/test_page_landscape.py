@@ -3,35 +3,26 @@ table reports what segloss_core.landscape computes."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
-from streamlit.testing.v1 import AppTest
 
 import segloss_core as sc
 from segloss_core.landscape import landscape
 from segloss_core.presets import make_case
+from tests.page_helpers import assert_clean, run_page
 
 torch.set_num_threads(1)
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "landscape.py")
 CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
 
 
 def _app(case=None):
-    at = AppTest.from_file(PAGE, default_timeout=240)
-    at.session_state[CASE_KEY] = case if case is not None else make_case("disk", 64, radius=48)
-    at.session_state["land_n"] = 11  # the coarsest grid keeps the tests fast
-    at.run()
-    _ok(at)
-    return at
+    case = case if case is not None else make_case("disk", 64, radius=48)
+    return run_page("landscape", case, timeout=240, state={"land_n": 11})  # the coarsest grid: fast
 
 
-def _ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+_ok = assert_clean
 
 
 def _minima(at):

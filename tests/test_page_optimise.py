@@ -5,20 +5,18 @@ a clear message instead of a traceback."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import streamlit as st
 import torch
-from streamlit.testing.v1 import AppTest
 
 import segloss_core as sc
 from segloss_core import optimise as opt
+from tests.page_helpers import assert_clean, run_page
 
 torch.set_num_threads(1)
 
-PAGE = str(Path(__file__).resolve().parents[1] / "pages" / "optimise.py")
 CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
 
 
@@ -37,17 +35,11 @@ def _fresh_cache():
 
 
 def _app(case=None, steps=60):
-    at = AppTest.from_file(PAGE, default_timeout=120)
-    at.session_state[CASE_KEY] = case if case is not None else _disk_case()
-    at.session_state["opt_steps"] = steps
-    at.run()
-    _ok(at)
-    return at
+    case = case if case is not None else _disk_case()
+    return run_page("optimise", case, timeout=120, state={"opt_steps": steps})
 
 
-def _ok(at):
-    assert not at.exception, [e.value for e in at.exception]
-    assert not at.error, [e.value for e in at.error]
+_ok = assert_clean
 
 
 def _text(at):

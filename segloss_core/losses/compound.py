@@ -16,6 +16,7 @@ import torch
 
 from .._tensors import EPS, reduce_samples, spatial_dims
 from ..registry import LossSpec, ParamSpec
+from ..stats import soft_confusion
 from .distribution import ce_loss, clamped_log, class_vector, pixel_ce
 from .region import _safe_ratio
 
@@ -25,9 +26,8 @@ __all__ = ["combo_loss", "exp_log_loss", "dice_ce_loss", "region_size_loss", "SP
 def _soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
     """Linear soft Dice ``(2I + s) / (S + G + s)`` per sample and channel -> ``(B, C)``; 1 where the
     denominator is 0 (``smooth = 0``, class empty and predicted empty: the ``s / s`` limit, as region.py)."""
-    dims = spatial_dims(probs)
-    inter = (probs * target).sum(dims)
-    return _safe_ratio(2 * inter + smooth, probs.sum(dims) + target.sum(dims) + smooth)
+    conf = soft_confusion(probs, target)
+    return _safe_ratio(2 * conf.tp + smooth, conf.pred_sum + conf.target_sum + smooth)
 
 
 def combo_loss(

@@ -276,7 +276,8 @@ if traj.band is not None:
         st.caption("Each loss with every band pixel at probability q and the rest of the image at its target, "
                    "scaled (minimum at 0, largest value for 0.05 ≤ q ≤ 0.95 at 1): diamond = its minimiser q*, circle = where gradient descent ended (the "
                    "mean band probability). CE's minimum is at q = π (B1), linear Dice's at 0 or 1 (B2), "
-                   "squared Dice's in between (B3).")
+                   + ("squared Dice's at q = π too (soft labels: the target itself)." if traj.settings.target == "soft_band"
+                      else "squared Dice's in between (B3)."))
 
 st.subheader("What converged where")
 with panel("the explanation"):

@@ -760,13 +760,35 @@ def band_counts(tg: Targets, gt: np.ndarray) -> tuple[int, int, float]:
     return f, int(tg.band.sum()), float(tg.pi)
 
 
+def squared_dice_band_optimum(f: float, u: float, pi: float, g2: float) -> float:
+    r"""Band confidence ``q*`` minimising foreground-only squared Dice without smoothing when ``F``
+    certain foreground pixels are predicted 1 and the ``U`` band pixels ``q``, the band's target
+    having sum :math:`\pi U` and squared sum ``g2`` (:math:`\pi U` for hard labels, :math:`\pi^2 U`
+    for the soft label ``pi``).
+
+    The loss is :math:`1 - 2(F + q\pi U)/(2F + q^2 U + G_2)`; its derivative vanishes at the positive
+    root of :math:`\pi U q^2 + 2Fq - \pi(2F + G_2) = 0`:
+    :math:`q^* = \min(1, [-F + \sqrt{F^2 + \pi^2 U(2F + G_2)}]/(\pi U))`. Hard labels give the
+    papers' B3; soft labels give :math:`q^* = \pi` (the radicand is :math:`(F + \pi^2 U)^2`), since
+    squared Dice :math:`\|s - g\|^2/(\|s\|^2 + \|g\|^2)` vanishes only at the target itself.
+    """
+    if pi <= 0:
+        return 0.0
+    return float(min(1.0, (-f + math.sqrt(f * f + pi * pi * u * (2 * f + g2))) / (pi * u)))
+
+
 def closed_forms(tg: Targets, gt: np.ndarray) -> dict[str, float]:
-    """The papers' band optima for this band (paper-theory.md B1-B3; foreground-only Dice without
-    smoothing): ``{"ce": pi, "dice_linear": 0 or 1, "dice_squared": interior}``."""
+    """The band optima for this band (foreground-only Dice without smoothing): ``{"ce": pi,
+    "dice_linear": 0 or 1, "dice_squared": interior}`` (B1-B3). Squared Dice uses the target's own
+    squared sum over the band (mean over annotators): for the soft band its optimum is ``q = pi``,
+    not the hard-label B3 value (see :func:`squared_dice_band_optimum`)."""
     from .bias import q_star_closed_form
 
     f, u, pi = band_counts(tg, gt)
-    return {kind: q_star_closed_form(kind, f, u, pi) for kind in ("ce", "dice_linear", "dice_squared")}
+    out = {kind: q_star_closed_form(kind, f, u, pi) for kind in ("ce", "dice_linear")}
+    g_band = 1.0 - tg.target[:, 0][:, tg.band].astype(np.float64)  # (R, U) foreground targets
+    out["dice_squared"] = squared_dice_band_optimum(f, u, pi, float((g_band**2).sum(1).mean()))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -847,7 +869,9 @@ def explain(traj: Trajectory) -> list[str]:
         lines.append(
             f"Papers' optima for this band (B1-B3, foreground-only Dice without smoothing): CE q* = π = "
             f"{cf['ce']:.3f}; linear Dice q* = {cf['dice_linear']:g} (F(2π−1) + π²U = {slope:.0f} "
-            f"{'>' if slope > 0 else '<'} 0); squared Dice q* = {cf['dice_squared']:.3f}.")
+            f"{'>' if slope > 0 else '<'} 0); squared Dice q* = {cf['dice_squared']:.3f}"
+            + (" (soft labels: squared Dice is minimised by the target itself, q* = π)."
+               if s.target == "soft_band" else "."))
     for i, name in enumerate(traj.names):
         row = traj.rows[i]
         title = traj.titles[name]
@@ -906,6 +930,7 @@ __all__ = [
     "final_rows",
     "make_targets",
     "optimise",
+    "squared_dice_band_optimum",
     "status",
     "working_case",
 ]

@@ -1,0 +1,77 @@
+"""Scientific fidelity: closed forms, displayed formulas, stated numbers and definitions follow the code.
+
+References are independent of the code under test: numerical minimisation (scipy) of a numpy
+re-implementation of the loss, the loss's own registry function, hand-computed values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+
+import segloss_core as sc
+from segloss_core import optimise as opt
+
+# ------------------------------------------------------------------------ what-if training: band optima
+
+
+def _disk(size: int, radius: float) -> np.ndarray:
+    yy, xx = np.mgrid[:size, :size]
+    c = (size - 1) / 2
+    return ((yy - c) ** 2 + (xx - c) ** 2 <= radius**2).astype(np.int64)
+
+
+def _squared_dice_fg(s: np.ndarray, g: np.ndarray) -> float:
+    """Foreground-only squared Dice without smoothing, in numpy: 1 - 2 sum(sg) / (sum s^2 + sum g^2)."""
+    return 1.0 - 2.0 * float((s * g).sum()) / float((s * s).sum() + (g * g).sum())
+
+
+def _band_prediction(tg: opt.Targets, q: float) -> np.ndarray:
+    """Foreground probability of the band model: the expected target off the band, ``q`` on it."""
+    s = 1.0 - tg.expected[0].astype(np.float64)
+    return np.where(tg.band, q, s)
+
+
+def _numeric_band_optimum(tg: opt.Targets) -> float:
+    """Minimiser over q in [0, 1] of the annotator-mean squared Dice of the band model."""
+    gs = [t[1].astype(np.float64) for t in tg.target]
+
+    def loss(q: float) -> float:
+        s = _band_prediction(tg, q)
+        return float(np.mean([_squared_dice_fg(s, g) for g in gs]))
+
+    res = minimize_scalar(loss, bounds=(0.0, 1.0), method="bounded", options={"xatol": 1e-10})
+    edge = min((0.0, 1.0), key=loss)  # the optimum may sit on the boundary
+    return float(edge if loss(edge) < res.fun else res.x)
+
+
+@pytest.mark.parametrize("pi", [0.1, 0.3, 0.6, 0.9])
+@pytest.mark.parametrize(("radius", "width"), [(2.0, 10.0), (9.0, 6.0), (14.0, 4.0)])
+@pytest.mark.parametrize("target", ["soft_band", "random_band"])
+def test_squared_dice_band_optimum_is_the_losss_minimiser(target, pi, radius, width):
+    gt = _disk(40, radius)
+    tg = opt.make_targets(gt, 2, opt.Settings(target=target, pi=pi, band_width=width, annotators=1))
+    f, u, _ = opt.band_counts(tg, gt)
+    assert u > 0 and (f == 0) == (radius == 2.0)  # F = 0 and F > 0 both covered
+    # the numpy loss is the registry's squared Dice (foreground only, no smoothing)
+    s = _band_prediction(tg, 0.4)
+    probs = torch.from_numpy(np.stack([1.0 - s, s]))[None]
+    reg = sc.compute("dice", probs, torch.from_numpy(tg.target[0].astype(np.float64))[None], squared=True,
+                     include_background=False, smooth=0.0)
+    assert float(reg) == pytest.approx(_squared_dice_fg(s, tg.target[0, 1].astype(np.float64)), abs=1e-12)
+    closed = opt.closed_forms(tg, gt)["dice_squared"]
+    assert closed == pytest.approx(_numeric_band_optimum(tg), abs=1e-6)
+    if target == "soft_band":  # soft labels: squared Dice is minimised by the target itself
+        assert closed == pytest.approx(pi, abs=1e-6)
+
+
+def test_soft_band_explanation_prints_the_true_squared_dice_optimum():
+    gt = _disk(40, 2.0)  # F = 0: the whole object is ambiguous
+    case = sc.Case(gt, np.stack([1.0 - gt, gt]).astype(np.float32) * 0.8 + 0.1, name="small disk")
+    traj = opt.optimise(case, opt.Settings(losses=("dice",), steps=2, target="soft_band", pi=0.3,
+                                           band_width=10.0), device="cpu", band_model_points=0)
+    assert opt.band_counts(traj.targets, gt)[0] == 0
+    assert traj.closed["dice_squared"] == pytest.approx(0.300, abs=5e-4)
+    assert "squared Dice q* = 0.300" in " ".join(opt.explain(traj))

@@ -492,8 +492,10 @@ def closed_form_gradient(
 
     Dice: per included class k, ``d/ds_jk = [c_jk (2 I_k + eps) - 2 g_jk (D_k + eps)] / (K (D_k + eps)^2)``
     with ``c_jk = 1`` (linear) or ``2 s_jk`` (squared); 0 on excluded channels. CE:
-    ``-g_jk / (N s_jk)`` w.r.t. probabilities (``s`` clamped at EPS as in the loss, zero below it),
-    ``(s_jk - g_jk) / N`` w.r.t. logits. Hard labels, one image; ``soft_label`` only changes the
+    ``-g_jk / (N max(s_jk, EPS))`` w.r.t. probabilities (the loss's clamped log, which passes the
+    gradient below EPS: a missed pixel gets ``-1 / (N EPS)``), and its softmax chain rule (G7) w.r.t.
+    logits, ``(s_jk - g_jk) / N`` wherever the true class has ``s >= EPS``. Hard labels, one image;
+    ``soft_label`` only changes the
     gradient where a probability equals its 0/1 label exactly.
     """
     _check_wrt(wrt)
@@ -513,9 +515,10 @@ def closed_form_gradient(
     elif name == "ce":
         get_loss("ce").resolve_params(params)
         value = float(-(g * np.log(np.maximum(s, EPS))).sum() / n_pixels)
-        if wrt == "logits":
-            return value, (s - g) / n_pixels
-        grad = np.where(s >= EPS, -g / (n_pixels * np.maximum(s, EPS)), 0.0)
+        # the clamped log passes the gradient (segloss_core._tensors.clamped_log): -g / (N max(s, EPS))
+        # everywhere, 1 / (N EPS) on a missed pixel; w.r.t. logits the chain rule below gives
+        # (s - g) / N wherever the true class has s >= EPS
+        grad = -g / (n_pixels * np.maximum(s, EPS))
     else:
         return None
     if wrt == "logits":
@@ -691,11 +694,12 @@ def _ce_items(case, r: LossGradient, wrt, channel, check) -> list[ExplanationIte
         nums.update(max_abs=worst, one_over_n=1 / n, misclassified_share_logits=share_logits)
         items.append(ExplanationItem(
             "ce", "probs",
-            f"CE's gradient is -g/(N s): on channel {channel} only the {int(g.sum())} pixels of class "
-            f"'{cname}' get one, -1/(N s), largest where s is small (up to {_g(worst)} here, N = {n}); "
+            f"CE's gradient is -g/(N max(s, ε)), ε = {EPS:g} (the clamped log): on channel {channel} only the "
+            f"{int(g.sum())} pixels of class '{cname}' get one, -1/(N max(s, ε)), largest where s is small "
+            f"(up to {_g(worst)} here, N = {n}); "
             "all other pixels get 0 on this channel (they get theirs on their own class's channel). It "
             "depends only on the pixel itself, not on the object's size.",
-            nums, r"\frac{\partial L}{\partial s_{jk}} = -\frac{g_{jk}}{N s_{jk}}"))
+            nums, r"\frac{\partial L}{\partial s_{jk}} = -\frac{g_{jk}}{N \max(s_{jk}, \epsilon)}"))
     else:
         nums.update(bound=1 / n)
         items.append(ExplanationItem(

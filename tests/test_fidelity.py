@@ -75,3 +75,25 @@ def test_soft_band_explanation_prints_the_true_squared_dice_optimum():
     assert opt.band_counts(traj.targets, gt)[0] == 0
     assert traj.closed["dice_squared"] == pytest.approx(0.300, abs=5e-4)
     assert "squared Dice q* = 0.300" in " ".join(opt.explain(traj))
+
+
+# ------------------------------------------------------------------------ gradient maps: CE's closed form
+
+
+@pytest.mark.parametrize("wrt", ["probs", "logits"])
+def test_ce_closed_form_follows_the_clamped_log_on_a_missed_tiny_lesion(wrt):
+    from segloss_core import gradients as gr
+    from segloss_core._tensors import EPS
+    from segloss_core.presets import make_case
+
+    case = make_case("tiny_lesion", prediction={"shift_x": 30.0})  # the lesion is missed: s = 0 on it
+    s = np.asarray(case.probs, dtype=np.float64)
+    assert (s[1][case.gt == 1] < EPS).any()  # the clamp is in play
+    maps = gr.gradient_maps(case, ("ce",), wrt=wrt)
+    value, grad = gr.closed_form_gradient("ce", case, wrt)
+    scale = float(np.abs(maps["ce"].grad).max())
+    assert np.abs(grad - maps["ce"].grad).max() <= 1e-12 * scale
+    if wrt == "probs":  # -g / (N max(s, EPS)): 1 / (N EPS) on the missed lesion
+        assert scale == pytest.approx(1.0 / (case.gt.size * EPS), rel=1e-9)
+    check = gr.explain(case, maps, ("ce",), wrt=wrt).find("ce", "check")
+    assert check.numbers["agrees"] == 1.0 and "matches autograd" in check.text

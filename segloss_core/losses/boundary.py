@@ -25,7 +25,7 @@ import torch
 
 from .._tensors import reduce_samples, spatial_dims
 from ..distance import signed_distance_map, unsigned_distance_map
-from ..registry import LossSpec, ParamSpec
+from ..spec import LossSpec, ParamSpec
 
 _HELP_BG = "also use channel 0 (background); by default only the foreground classes are used"
 
@@ -148,6 +148,7 @@ SPECS = [
         title="Hausdorff distance-transform loss",
         category="boundary",
         fn=hausdorff_dt_loss,
+        slow=True,
         formula=r"L_{HD} = \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2 "
         r"\left(d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha}\right)",
         reference="Karimi & Salcudean, IEEE TMI 2020; section 5 of Ma 2020",

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from .._tensors import EPS, reduce_samples, spatial_dims
-from ..registry import LossSpec, ParamSpec
+from ..spec import LossSpec, ParamSpec
 from ..stats import soft_confusion
 from .distribution import ce_loss, clamped_log, class_vector, pixel_ce
 from .region import _safe_ratio

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import torch
 
 from .._tensors import EPS, clamped_log, reduce_samples
-from ..registry import LossSpec, ParamSpec
+from ..spec import LossSpec, ParamSpec
 
 __all__ = [
     "ce_loss",
@@ -361,6 +361,7 @@ SPECS = [
         title="TopK cross-entropy",
         category="distribution",
         fn=topk_loss,
+        slow=True,
         formula=r"L_{TopK} = \frac{1}{|K|}\sum_{i\in K} -\sum_{c} g_i^c \log s_i^c,\ "
         r"K = \text{hardest } k\% \text{ pixels}",
         reference="Wu et al., arXiv 2016 (nnU-Net TopK10); eq. 4 of Ma 2020",

@@ -45,7 +45,7 @@ from __future__ import annotations
 import torch
 
 from .._tensors import EPS, clamped_log, reduce_samples, spatial_dims
-from ..registry import LossSpec, ParamSpec
+from ..spec import LossSpec, ParamSpec
 from ..stats import SoftConfusion, per_sample_mean, soft_confusion
 
 #: Default smoothing (MONAI's ``smooth_nr = smooth_dr``).
@@ -767,6 +767,7 @@ SPECS = [
         title="Lovász-Softmax",
         category="region",
         fn=lovasz_softmax_loss,
+        slow=True,
         formula=r"\frac{1}{|C_{present}|}\sum_{c}\overline{\Delta_{J_c}}\left(|g_{c}-s_{c}|\right)",
         reference="Berman et al., CVPR 2018 (Lovász-Softmax); Eelbode et al., TMI 2020",
         params={"per_image": ParamSpec(False, "bool", "average per-image losses instead of pooling the batch")},
@@ -778,6 +779,7 @@ SPECS = [
         title="Lovász hinge",
         category="region",
         fn=lovasz_hinge_loss,
+        slow=True,
         formula=r"\overline{\Delta_J}\left(\max(0,\,1-m_i(2g_i-1))\right),\quad m_i=\log s_{i1}-\log s_{i0}",
         reference="Berman et al., CVPR 2018 (Lovász hinge); Eelbode et al., TMI 2020",
         params={"per_image": ParamSpec(True, "bool", "average per-image losses instead of pooling the batch")},

@@ -1,0 +1,133 @@
+"""What a loss is, as data: ``ParamSpec`` (one parameter) and ``LossSpec`` (one loss).
+
+This module imports nothing from the loss families or the registry, so ``losses/*`` can build
+their ``SPECS`` lists from it and :mod:`segloss_core.registry` can gather them without an import
+cycle. ``segloss_core.registry`` re-exports both classes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+CATEGORIES = ("distribution", "region", "boundary", "compound")
+
+#: Display groups (the agreement page's family means), each loss's ``LossSpec.group``; a loss
+#: that names none gets its category's group.
+GROUPS = {
+    "metric-sensitive": "metric-sensitive (Dice, IoU, Tversky, Lovász …)",
+    "pixel-wise": "pixel-wise (CE, WCE, focal, TopK …)",
+    "distance-based": "distance-based (boundary, Hausdorff DT)",
+    "compound": "compound (Dice + CE, Combo, exp-log, region size)",
+}
+_CATEGORY_GROUP = {"distribution": "pixel-wise", "region": "metric-sensitive", "boundary": "distance-based",
+                   "compound": "compound"}
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One loss parameter, described well enough for a UI to build its widget.
+
+    kind: ``"float"`` | ``"int"`` | ``"bool"`` | ``"choice"`` | ``"floats"`` (optional sequence,
+    e.g. per-class weights; default ``None``). ``range`` is ``(low, high)`` for numbers,
+    ``choices`` the allowed values for ``"choice"``.
+    """
+
+    default: Any
+    kind: str
+    help: str
+    range: tuple[float, float] | None = None
+    choices: tuple[Any, ...] | None = None
+    step: float | None = None
+
+    def validate(self, name: str, value: Any) -> Any:
+        """Return ``value`` coerced to this kind, or raise ``ValueError`` with a one-line message."""
+        if self.kind == "bool":
+            if not isinstance(value, (bool, int)) or value not in (0, 1):
+                raise ValueError(f"parameter {name!r} must be true or false, got {value!r}")
+            return bool(value)
+        if self.kind == "choice":
+            if value not in self.choices:
+                raise ValueError(f"parameter {name!r} must be one of {list(self.choices)}, got {value!r}")
+            return value
+        if self.kind == "floats":
+            if value is None:
+                return None
+            if isinstance(value, (int, float)):
+                value = [value]
+            try:
+                vals = [float(v) for v in value]
+            except (TypeError, ValueError):
+                raise ValueError(f"parameter {name!r} must be a sequence of numbers, got {value!r}") from None
+            if any(v != v or v < 0 for v in vals):
+                raise ValueError(f"parameter {name!r} must hold non-negative numbers, got {vals}")
+            return tuple(vals)
+        try:
+            num = int(value) if self.kind == "int" else float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"parameter {name!r} must be a number, got {value!r}") from None
+        if num != num:
+            raise ValueError(f"parameter {name!r} is NaN")
+        if self.range is not None and not (self.range[0] <= num <= self.range[1]):
+            raise ValueError(f"parameter {name!r}={num} is outside [{self.range[0]}, {self.range[1]}]")
+        return num
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    """Everything the app, CLI and tests need to know about one loss.
+
+    ``fn(probs, target, *, reduction="mean", **params)`` is the functional form.
+    ``from_stats(conf, **params) -> (B,)``, where present, derives per-sample values from a
+    ``SoftConfusion`` (region losses), so several region losses can share one pass over the data.
+    ``pixel_mean(px, **params) -> (B,)``, where present: the loss is a per-sample mean over
+    pixels of a term that depends only on the pixel's probabilities, its (hard, one-hot) target
+    and ground-truth maps that do not change when the image is cropped around the object; ``px``
+    is a :class:`segloss_core.engine.PixelView`, which computes the shared per-pixel quantities
+    (true-class probability and its log, distance maps) once for every loss that reads them. The
+    engine uses it for hard targets without gradients; the landscape evaluates such losses on a
+    crop and adds the unchanged rest.
+    ``uses_spacing``: the function takes ``spacing`` (voxel size) for its distance maps.
+    ``binary_only``: raises ``ValueError`` for C > 2 (shown as "n/a: binary only").
+    ``slow``: costs far more than the rest (per-sample sorting or distance transforms); pages
+    compute such losses one by one behind a progress bar.
+    ``group``: display group, a key of :data:`GROUPS` (default: the category's group).
+    """
+
+    name: str
+    title: str
+    category: str
+    fn: Callable[..., torch.Tensor]
+    formula: str
+    reference: str
+    params: dict[str, ParamSpec] = field(default_factory=dict)
+    from_stats: Callable[..., torch.Tensor] | None = None
+    uses_spacing: bool = False
+    binary_only: bool = False
+    summary: str = ""
+    pixel_mean: Callable[..., torch.Tensor] | None = None
+    slow: bool = False
+    group: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.group:
+            object.__setattr__(self, "group", _CATEGORY_GROUP.get(self.category, ""))
+        if self.group not in GROUPS:
+            raise ValueError(f"loss {self.name!r}: unknown group {self.group!r}; known: {', '.join(GROUPS)}")
+
+    @property
+    def defaults(self) -> dict[str, Any]:
+        return {k: p.default for k, p in self.params.items()}
+
+    def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
+        """Defaults updated with ``params``; unknown names and bad values raise ``ValueError``."""
+        out = self.defaults
+        for k, v in (params or {}).items():
+            if k not in self.params:
+                known = ", ".join(self.params) or "none"
+                raise ValueError(f"loss {self.name!r} has no parameter {k!r} (known: {known})")
+            out[k] = self.params[k].validate(k, v)
+        return out

@@ -1,4 +1,4 @@
-"""Benchmark: a 41 x 41 loss landscape vs the Python loop a user would write (issue 5).
+"""Benchmark: a 41 x 41 loss landscape vs the Python loop a user would write.
 
 Case: the ``disk`` preset (binary) at 256 x 256 and 512 x 512, axes shift_x in [-10, 10] px x
 dilate in [-8, 8] px, the six default losses (ce, dice, iou, tversky, focal, boundary) plus the

@@ -1,4 +1,4 @@
-"""Benchmark: what-if training (issue 7), the quality bar "200 steps, 128 x 128, four losses, free
+"""Benchmark: what-if training, the quality bar "200 steps, 128 x 128, four losses, free
 logits: <= 3 s on this machine's CPU".
 
 Case: the ``disk`` preset at 128 x 128 (its default radius, 32 px at this size), the four default losses (ce, dice, dice_ce,

@@ -1,4 +1,4 @@
-"""Metric agreement (Eelbode et al.): which losses order predictions the way Dice does (issue 6).
+"""Metric agreement (Eelbode et al.): which losses order predictions the way Dice does.
 
 Widgets and layout only: the numbers come from ``segloss_core.agreement`` and the figures from
 ``segloss_core.plots.agreement``, cached on the case digest and the settings. Each panel is an

@@ -1,4 +1,4 @@
-"""Region-size bias (Liu et al.): which predicted size each loss prefers, and why (issue 6).
+"""Region-size bias (Liu et al.): which predicted size each loss prefers, and why.
 
 Widgets and layout only: the numbers come from ``segloss_core.bias`` and the figures from
 ``segloss_core.plots.bias``, cached on the case digest and the settings. Each panel is an

@@ -1,4 +1,4 @@
-"""Gradient maps: where each loss pushes the prediction, pixel by pixel (issue 4).
+"""Gradient maps: where each loss pushes the prediction, pixel by pixel.
 
 Widgets and layout only: the numbers come from ``segloss_core.gradients`` and the figures from
 ``segloss_core.plots.gradients``; both are cached on the case digest and the settings. Each panel is

@@ -1,4 +1,4 @@
-"""Loss landscapes: every loss over a grid of perturbations of the current prediction (issue 5).
+"""Loss landscapes: every loss over a grid of perturbations of the current prediction.
 
 Widgets and layout only: the numbers come from ``segloss_core.landscape`` and the figures from
 ``segloss_core.plots.landscape``; results are cached (``st.cache_data``) on the case digest and the

@@ -1,4 +1,4 @@
-"""What-if training: gradient descent on the prediction itself, one copy per loss (issue 7).
+"""What-if training: gradient descent on the prediction itself, one copy per loss.
 
 Widgets and layout only: the run is ``segloss_core.optimise.optimise`` (cached on the case digest and
 the settings), the figures come from ``segloss_core.plots.optimise``. The step slider and the
@@ -275,9 +275,9 @@ if traj.band is not None:
         st.plotly_chart(op.band_model_figure(traj), width="stretch", key=KEY + "band")
         st.caption("Each loss with every band pixel at probability q and the rest of the image at its target, "
                    "scaled (minimum at 0, largest value for 0.05 ≤ q ≤ 0.95 at 1): diamond = its minimiser q*, circle = where gradient descent ended (the "
-                   "mean band probability). CE's minimum is at q = π (B1), linear Dice's at 0 or 1 (B2), "
+                   "mean band probability). CE's minimum is at q = π (theory B1), linear Dice's at 0 or 1 (theory B2), "
                    + ("squared Dice's at q = π too (soft labels: the target itself)." if traj.settings.target == "soft_band"
-                      else "squared Dice's in between (B3)."))
+                      else "squared Dice's in between (theory B3)."))
 
 st.subheader("What converged where")
 with panel("the explanation"):

@@ -7,14 +7,14 @@ foreground-vs-background view, :func:`segloss_core.bias.binary_view`), this modu
   1 - Jaccard and HD95 of the arg-max predictions (:func:`agreement`);
 - the soft Jaccard vs soft Dice loss data (foreground only, linear, no smoothing) with the exact
   relation :math:`L_J = 2L_D/(1 + L_D)` and the bounds :math:`J \le D \le 2J`,
-  :math:`0 \le D - J \le 3 - 2\sqrt2` (paper-theory.md A1-A4), and the same for the hard metrics
+  :math:`0 \le D - J \le 3 - 2\sqrt2` (docs/theory.md, A1-A4), and the same for the hard metrics
   (:func:`dice_jaccard`);
 - the weighted-CE sweep: the best rank agreement with 1 - Dice that any foreground weight reaches,
-  next to soft Dice's and Lovász's (:func:`wce_sweep`; A6: no weighting of a pixel-wise loss
+  next to soft Dice's and Lovász's (:func:`wce_sweep`; docs/theory.md, A6: no weighting of a pixel-wise loss
   tracks Dice, since Dice normalises by |G| + |S| per image).
 
 Rank agreement over a population is the in-app proxy for Eelbode et al.'s theorem (A8), not
-their training experiments.
+their training experiments (docs/theory.md, A8). Labels such as A3 refer to docs/theory.md.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ Contents
       to twice the object by moving the boundary along the GT's signed distance map.
     - :func:`decomposition`, :func:`ce_decomposition`, :func:`dice_log_decomposition`,
       :func:`penalty_curves`: Liu et al.'s "GT-matching term + region-size penalty" split of CE
-      and (log-)Dice (paper-theory.md section 4.2, B5, B6).
+      and (log-)Dice (docs/theory.md, B5, B6).
     - :func:`band_optimum`, :func:`band_sweep`, :func:`band_closed_form`, :func:`q_star_closed_form`:
       the uncertain-band model (B1-B3, B9).
     - :func:`size_sweep`: objects of every size with the same 1 px boundary error (B8).
@@ -439,7 +439,7 @@ def _spacing2d(case_or_gt) -> tuple[float, float] | None:
 def penalty_curves(tau: float, u: np.ndarray) -> dict[str, np.ndarray]:
     r"""Region-size penalties of CE and log-Dice as functions of the predicted proportion ``u``.
 
-    For a binary case with GT foreground proportion :math:`\tau` (paper-theory.md 4.2):
+    For a binary case with GT foreground proportion :math:`\tau` (docs/theory.md, B5, B6):
 
     .. math::
         \text{CE size term} = -[\tau\log u + (1-\tau)\log(1-u)] = H(\tau) + KL(\tau\|u),\qquad
@@ -682,7 +682,7 @@ def make_band(F: int, U: int, pi: float, background: int | None = None) -> Band:
 
 
 def band_closed_form(kind: str, F: float, U: float, pi: float, q, background: float = 0.0) -> np.ndarray:
-    r"""Closed-form band losses (paper-theory.md 4.3), for checking the brute force.
+    r"""Closed-form band losses (docs/theory.md, B1-B3), for checking the brute force.
 
     ``kind``: ``"ce"`` (mean over N, unclamped logs:
     :math:`-\frac{U}{N}[\pi\log q + (1-\pi)\log(1-q)]`), ``"dice_linear"`` (fg only, no smoothing:
@@ -954,7 +954,7 @@ def size_sweep(
     ``fractions`` (of the image area, ``R = sqrt(f N / pi)``) give the sizes; default ``n``
     fractions log-spaced in [5e-4, 0.5]. Values and gradients come from
     :func:`segloss_core.losses_and_grads` (``wrt="probs"``, ``reduction="none"``), all sizes in one
-    batch. Paper-theory.md B8: Dice loss ~ 1/R falls with size while mean CE ~ R/N rises.
+    batch. docs/theory.md, B8: Dice loss ~ 1/R falls with size while mean CE ~ R/N rises.
     """
     if radii is None:
         if fractions is None:

@@ -7,9 +7,9 @@ Libraries disagree on exactly the knobs segloss exposes (``smooth``, ``include_b
 per-loss parameter overrides that ``segloss_core.compute_all(..., params=...)`` takes, applying
 each value only to the losses that have that parameter (and that accept the value).
 
-Sets (facts from ``shared/notes/loss-conventions.md``, section b):
+Sets (each library's documented defaults; ``tests/test_app.py`` checks the MONAI and nnU-Net sets against MONAI):
 
-* ``segloss``: the registry defaults (issue 2): ``smooth=1e-5`` in numerator and denominator,
+* ``segloss``: the registry defaults: ``smooth=1e-5`` in numerator and denominator,
   background included in region losses, per-sample ratios, hard-label intersection.
 * ``MONAI`` (1.6.1 ``DiceLoss``/``TverskyLoss``/``GeneralizedDiceLoss``/``FocalLoss``/
   ``DiceCELoss``/``HausdorffDTLoss``): ``smooth_nr = smooth_dr = 1e-5``, ``include_background=True``,
@@ -60,7 +60,7 @@ CONVENTIONS: dict[str, ConventionSet] = {
     "segloss": ConventionSet(
         name="segloss",
         label="segloss defaults",
-        source="issue 2 (the registry's ParamSpec defaults)",
+        source="the registry's ParamSpec defaults",
     ),
     "MONAI": ConventionSet(
         name="MONAI",

@@ -8,7 +8,7 @@ Everything the "Gradient maps" page shows is computed here (no Streamlit):
   magnitudes per group, with each group's share of the total;
 - :func:`profile`: values along one line; :func:`pixel_report`: one pixel under every registered loss;
 - :func:`normalised_difference` / :func:`log_ratio`: compare two maps of different scales;
-- :func:`closed_form_gradient` and :func:`explain`: the closed forms of ``paper-theory.md`` section 2
+- :func:`closed_form_gradient` and :func:`explain`: the closed forms of docs/theory.md
   (G1, G2, G6, G7) evaluated for the parameters actually in force, with numbers and a check
   against autograd;
 - :func:`dice_vs_ce_scaling`: how the gradients change with the size of the object (disks).
@@ -416,7 +416,7 @@ def pixel_report(
 
 
 # ----------------------------------------------------------------------------------------------
-# closed forms (paper-theory.md section 2)
+# closed forms (docs/theory.md, G1-G7)
 # ----------------------------------------------------------------------------------------------
 
 
@@ -767,7 +767,7 @@ def explain(
 ) -> Explanation:
     """A computed explanation of the gradient maps of ``losses`` on ``case`` (numbers, not prose).
 
-    For ``dice`` and ``ce`` the closed forms (G1/G2, G6, G7 of paper-theory.md) are evaluated for the
+    For ``dice`` and ``ce`` the closed forms (docs/theory.md, G1/G2, G6, G7) are evaluated for the
     parameters in force, checked against autograd, and turned into sentences; other losses get
     measured statements (is the off-class gradient uniform; which pixel group holds the gradient).
     Two losses are then compared: mean |grad| on object vs background pixels and their ratio.

@@ -14,7 +14,7 @@ the sum updates them all. Loss ``i`` depends only on slice ``i``, so the gradien
 ``i`` is exactly loss ``i``'s own gradient, and SGD / Adam act element-wise: the result is bit-for-bit
 that of ``L`` separate runs.
 
-Targets (``target=``) where the losses disagree (paper-theory.md section 4.3, B1-B3):
+Targets (``target=``) where the losses disagree (docs/theory.md, B1-B3):
 
 - ``"clean"``: the case's ground truth (every loss converges to it; a sanity check);
 - ``"soft_band"``: the pixels within ``band_width / 2`` px of the object's boundary (both sides)
@@ -867,7 +867,7 @@ def explain(traj: Trajectory) -> list[str]:
         cf = traj.closed
         slope = f * (2 * pi - 1) + pi * pi * u
         lines.append(
-            f"Papers' optima for this band (B1-B3, foreground-only Dice without smoothing): CE q* = π = "
+            f"Papers' optima for this band (docs/theory.md, B1-B3; foreground-only Dice without smoothing): CE q* = π = "
             f"{cf['ce']:.3f}; linear Dice q* = {cf['dice_linear']:g} (F(2π−1) + π²U = {slope:.0f} "
             f"{'>' if slope > 0 else '<'} 0); squared Dice q* = {cf['dice_squared']:.3f}"
             + (" (soft labels: squared Dice is minimised by the target itself, q* = π)."

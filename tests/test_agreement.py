@@ -1,4 +1,4 @@
-"""segloss_core.agreement: Dice/Jaccard relation and bounds (A1-A4), rank agreement, the WCE sweep (A6)."""
+"""segloss_core.agreement: Dice/Jaccard relation and bounds (docs/theory.md, A1-A4), rank agreement, the WCE sweep (A6)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Hostile uploads and the error boundary, through the running app (AppTest of app.py), issue 9.
+"""Hostile uploads and the error boundary, through the running app (AppTest of app.py).
 
 Every hostile input of ``tests/test_io.py``'s ``HOSTILE`` table (the same table the CLI tests run)
 is uploaded through the sidebar's real upload widgets, after a good case was loaded. For each the

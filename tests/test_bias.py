@@ -1,4 +1,4 @@
-"""segloss_core.bias: closed forms of paper-theory.md (B1-B9, section 4.2) against the real losses."""
+"""segloss_core.bias: closed forms of docs/theory.md (B1-B9) against the real losses."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Concurrent users (issue 9): one ``streamlit run app.py`` server on a free loopback port, 8 browser
+"""Concurrent users: one ``streamlit run app.py`` server on a free loopback port, 8 browser
 contexts (separate sessions, no shared cookies) opened at the same time, each on a different preset
 through the URL (``?preset=<name>``, the case builder's bound selectbox). Every session must show
 its own case (its preset's caption, its own Dice in the metrics) and no error text, also after all

@@ -1,6 +1,6 @@
 """Property-based fuzzing (hypothesis) of the loss engine, the metrics, the perturbations and presets.
 
-Properties (issue 9), on random 2-D / 3-D shapes (1..64 px per axis, few voxels so CI stays fast),
+Properties, on random 2-D / 3-D shapes (1..64 px per axis, few voxels so CI stays fast),
 2..6 classes, and deliberately nasty values: exact 0/1 predictions, 1e-30 probabilities, near-ties
 (1/C +- 1e-12), logits scaled up to 1e3 (softmax underflows to exact 0), perfect and all-wrong
 predictions, empty / full / single-pixel ground truths, soft labels where a loss takes them

@@ -1,5 +1,5 @@
 """segloss_core.gradients and its figures: the gradient maps against the closed forms of
-paper-theory.md section 2 (G1, G2, G6, G7), written out again here independently of the module,
+docs/theory.md (G1, G2, G6, G7), written out again here independently of the module,
 plus pixel groups, histograms, profiles, the explanation's numbers and the size sweep."""
 
 import numpy as np

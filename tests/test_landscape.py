@@ -94,7 +94,7 @@ def test_chunking_gives_identical_results(disk):
 
 
 def test_dice_and_jaccard_share_their_argmin_without_smoothing(disk):
-    """A4 of paper-theory.md: J = D / (2 - D) is monotone, so the soft losses (smooth = 0) have the
+    """docs/theory.md, A4: J = D / (2 - D) is monotone, so the soft losses (smooth = 0) have the
     same minimiser on any grid; so do the hard metrics."""
     probs, gt = disk
     params = {"dice": {"smooth": 0.0, "include_background": False},

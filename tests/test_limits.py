@@ -1,4 +1,4 @@
-"""Memory caps by voxels x classes (issue 9): every entry point refuses what would not fit, with one
+"""Memory caps by voxels x classes: every entry point refuses what would not fit, with one
 line, *before* allocating it.
 
 The example of the issue: a 512 x 512 x 300 volume with 10 classes is 786,432,000 values (3 GiB per

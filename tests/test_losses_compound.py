@@ -1,5 +1,5 @@
 """Compound losses (combo, exp_log, dice_ce, region_size) against independent references: numpy closed
-forms, MONAI's DiceCELoss, Liu et al.'s region-term gradient (G9 of paper-theory.md) and the band
+forms, MONAI's DiceCELoss, Liu et al.'s region-term gradient (docs/theory.md, G9) and the band
 optimum (B9), plus gradcheck, reductions and finiteness on hostile inputs."""
 
 import numpy as np
@@ -237,7 +237,7 @@ def test_region_size_gradient_matches_g9(penalty, temperature):
 
 
 def _band_batch(q_grid, n_certain_fg=20, band=50, pi=0.2, shape=(4, 64)):
-    """B9 of paper-theory.md: F certain foreground pixels (p = 1), a band of U pixels of which a fraction
+    """docs/theory.md, B9: F certain foreground pixels (p = 1), a band of U pixels of which a fraction
     pi is foreground, all predicted q, the rest certain background (p = 0); one sample per q."""
     n = shape[0] * shape[1]
     fg = np.zeros(n)

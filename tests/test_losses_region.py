@@ -1,5 +1,5 @@
 """Region losses (segloss_core.losses.region) against independent references: MONAI, kornia, closed-form
-gradients (paper-theory.md G1-G4, G7), exact identities (C2, C3, A4) and a loop implementation of
+gradients (docs/theory.md, G1-G4, G7), exact identities (C2, C3, A4) and a loop implementation of
 Berman's Lovász algorithm written from its set-function definition. Float64 throughout."""
 
 from __future__ import annotations
@@ -139,7 +139,7 @@ def test_generalized_dice_soft_label_matches_monai():
 
 
 # ----------------------------------------------------------------------------------------------
-# exact identities (paper-theory C2, C3)
+# exact identities (docs/theory.md, C2, C3)
 # ----------------------------------------------------------------------------------------------
 
 

@@ -1,7 +1,7 @@
 """segloss_core.optimise: what-if training on the prediction itself.
 
 References are independent of the code under test: the papers' closed forms for the band optima
-(B1, B2 of paper-theory.md via ``bias.q_star_closed_form``), ``segloss_core.metrics`` for Dice, a KD
+(docs/theory.md, B1, B2 via ``bias.q_star_closed_form``), ``segloss_core.metrics`` for Dice, a KD
 tree for the band, separate (unbatched) runs for the batching, and per-pixel annotator frequencies
 for CE's calibration.
 """

@@ -9,7 +9,7 @@ from segloss_core import Case
 from segloss_core.perturb import PERTURBATIONS
 from segloss_core.presets import DEFAULT_PRESET, PRESETS, SIZE_RANGE, TINY_FRACTION, make_case
 
-# paper-theory.md B8: raster disk sizes on a 256 x 256 grid, (x - 127.5)^2 + (y - 127.5)^2 <= R^2
+# docs/theory.md, B8: raster disk sizes on a 256 x 256 grid, (x - 127.5)^2 + (y - 127.5)^2 <= R^2
 B8_DISK_AREAS = {2: 12, 4: 52, 8: 208, 16: 812, 32: 3228, 64: 12892, 100: 31428}
 
 

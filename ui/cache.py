@@ -2,7 +2,7 @@
 
 Arguments starting with ``_`` are not hashed (the case arrays); the digest and a canonical JSON
 of the parameters are the key. Values are pickled copies, so no session can change another's
-results (issue 9: no shared mutable cache).
+results (no shared mutable cache).
 """
 
 from __future__ import annotations

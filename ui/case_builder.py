@@ -325,7 +325,7 @@ def handle_upload(gt_file, pred_file) -> None:
         state["kept"] = False
         try:
             case = load_upload(gt_bytes, gt_file.name, pred_bytes, None if pred_file is None else pred_file.name)
-        except Exception as err:  # noqa: BLE001 - hostile files: any failure is a rejection (issue 9)
+        except Exception as err:  # noqa: BLE001 - hostile files: any failure is a rejection
             state["error"] = _error_line(err)
         else:
             state["error"] = None
@@ -407,7 +407,7 @@ def handle_npz(up) -> None:
         state["key"] = key
         try:
             case = _io().load_case_npz(raw, up.name)
-        except Exception as err:  # noqa: BLE001 - hostile files: any failure is a rejection (issue 9)
+        except Exception as err:  # noqa: BLE001 - hostile files: any failure is a rejection
             state["error"] = _error_line(err)
         else:
             state["error"] = None

@@ -3,9 +3,9 @@ r"""Boundary-based losses (Ma 2020, section 5): the boundary (surface) loss and 
 Both weight a pixel-wise term by a distance map of the ground truth (and, for Hausdorff-DT, of the
 thresholded prediction) computed by :mod:`segloss_core.distance`: on the CPU with scipy's exact EDT,
 under ``no_grad``, cached per ground-truth image, moved once to the input's device and dtype. The maps
-are constants for autograd, so the gradients are closed forms (G10 of the theory notes).
+are constants for autograd, so the gradients are closed forms (docs/theory.md, G10).
 
-Convention (issue 2 decides where the papers differ):
+Convention (segloss's choice where the papers differ):
     - ``probs`` and ``target`` are ``(B, C, *spatial)``, 2-D or 3-D, ``C >= 2``; prediction first.
     - ``include_background=False`` (default) uses the foreground channels ``1..C-1`` only; ``True``
       adds channel 0.
@@ -101,7 +101,7 @@ def hausdorff_dt_loss(
     Convention:
         Per (sample, class) the mean over pixels, then the mean over the classes and ``reduction``
         over the samples: equals MONAI ``HausdorffDTLoss(alpha, include_background=False)`` on
-        probabilities. The squared error follows issue 2 and MONAI (Karimi's eq. uses the same
+        probabilities. The squared error follows MONAI (Karimi's eq. uses the same
         square). Both maps are constants (no gradient through the thresholding), so
         :math:`\partial L / \partial s_i^c = 2 (s_i^c - g_i^c)(d_G^\alpha + d_S^\alpha) / (|K| N)`.
         Empty or full masks have zero maps (MONAI): when both the GT and the thresholded prediction

@@ -4,7 +4,7 @@ Every overlap loss here is built on one primitive, :func:`segloss_core.stats.sof
 also exposes ``<name>_from_stats(conf, **params) -> (B,)`` so several region losses can share one
 pass over the data (the landscape pages do this).
 
-Convention (issue 2 decides where the papers differ):
+Convention (segloss's choice where the papers differ):
     - ``probs`` and ``target`` are ``(B, C, *spatial)``, 2-D or 3-D, ``C >= 2``; prediction first.
     - The ratio is computed **per sample and per class** over the spatial axes, then averaged over
       the classes (the per-sample value) and over the samples (``reduction="mean"``).

@@ -139,7 +139,7 @@ def band_sweep_figure(sweep: BandSweep, *, height: int = 420) -> go.Figure:
         fig.add_trace(go.Scatter(x=sweep.pi, y=qs, mode="lines+markers", name=label,
                                  line={"color": _colour(i), "shape": "linear"}, marker={"size": 5},
                                  hovertemplate=f"{label}<br>π %{{x:.3f}}<br>q* %{{y:.4f}}<extra></extra>"))
-    closed_names = {"dice_linear": "closed form, linear Dice (B2)", "dice_squared": "closed form, squared Dice (B3)"}
+    closed_names = {"dice_linear": "closed form, linear Dice (theory B2)", "dice_squared": "closed form, squared Dice (theory B3)"}
     for kind, name in closed_names.items():
         fig.add_trace(go.Scatter(x=sweep.pi, y=sweep.closed_form[kind], mode="lines", name=name,
                                  line={"color": "#333", "dash": "dot", "width": 1}, visible="legendonly"))

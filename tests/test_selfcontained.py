@@ -1,0 +1,44 @@
+"""The repository cites only itself and public references: no file points to notes outside it and
+no file names a tracker issue number (derivations live in docs/theory.md)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SUFFIXES = {".py", ".md", ".toml", ".txt", ".cfg", ".yaml", ".yml", ".ini"}
+# built from pieces so this file does not match itself
+OUTSIDE = re.compile("|".join(["paper" + "-theory", "loss" + "-conventions", "shared" + "/notes", "shared" + "/papers",
+                               r"\.\./" + "shared", "/work" + "/"]), re.IGNORECASE)
+ISSUE = re.compile(r"\bissues?\s*#?\s*\d+", re.IGNORECASE)
+
+
+def _files() -> list[Path]:
+    out = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"], cwd=ROOT,
+                         capture_output=True, text=True, check=True).stdout.split()
+    return [ROOT / f for f in out if (Path(f).suffix in SUFFIXES or Path(f).name == "Makefile")
+            and (ROOT / f).is_file()]
+
+
+def test_scan_sees_the_repository():
+    names = {p.relative_to(ROOT).as_posix() for p in _files()}
+    assert {"README.md", "docs/theory.md", "segloss_core/registry.py", "tests/test_selfcontained.py"} <= names
+
+
+def test_no_pointer_outside_the_repository_and_no_issue_numbers():
+    bad = []
+    for path in _files():
+        for no, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            if OUTSIDE.search(line) or ISSUE.search(line):
+                bad.append(f"{path.relative_to(ROOT)}:{no}: {line.strip()[:100]}")
+    assert not bad, "outside references or issue numbers:\n" + "\n".join(bad)
+
+
+def test_the_patterns_catch_what_they_should():
+    issue = "issue"
+    for text in (f"see {issue} 9", f"({issue} #12)", f"{issue}s 4", "paper" + "-theory.md G1", "shared" + "/notes/x.md"):
+        assert OUTSIDE.search(text) or ISSUE.search(text), text
+    for text in ("Project-MONAI/MONAI#371", "LIVIAETS/boundary-loss#45", "docs/theory.md, G1", "#1f77b4"):
+        assert not (OUTSIDE.search(text) or ISSUE.search(text)), text

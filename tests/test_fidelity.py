@@ -97,3 +97,42 @@ def test_ce_closed_form_follows_the_clamped_log_on_a_missed_tiny_lesion(wrt):
         assert scale == pytest.approx(1.0 / (case.gt.size * EPS), rel=1e-9)
     check = gr.explain(case, maps, ("ce",), wrt=wrt).find("ce", "check")
     assert check.numbers["agrees"] == 1.0 and "matches autograd" in check.text
+
+
+# ------------------------------------------------------------------------ penalty GDL: what eq. 14 does
+
+
+def test_penalty_gdl_shrinks_a_good_predictions_loss_as_its_summary_says():
+    spec = sc.get_loss("penalty_gdl")
+    k = spec.defaults["k"]
+    assert k == 2.5
+    # one foreground class, 49 of 50 object pixels found plus one false positive: L_GD = 1 - 98/100
+    g = np.zeros((1, 2, 10, 10))
+    g[0, 1].flat[:50] = 1.0
+    s = np.zeros_like(g)
+    s[0, 1].flat[1:51] = 1.0
+    g[0, 0], s[0, 0] = 1 - g[0, 1], 1 - s[0, 1]
+    probs, target = torch.from_numpy(s), torch.from_numpy(g)
+    kw = {"include_background": False, "smooth": 0.0}
+    gdl = float(sc.compute("generalized_dice", probs, target, **kw))
+    pen = float(sc.compute("penalty_gdl", probs, target, k=k, **kw))
+    assert gdl == pytest.approx(0.02, abs=1e-15)
+    assert pen == pytest.approx(gdl / (1 + k * (1 - gdl)), rel=1e-12)
+    # the numbers the summary and the docstring print, to their last digit
+    for text in (spec.summary, spec.fn.__doc__):
+        assert f"k = {k:g}" in text and f"L_GD {gdl:.2f} → {pen:.4f}" in text, text
+    assert "weighs the remaining errors more" not in spec.fn.__doc__
+    # below the GDL for every k > 0, and relatively more so the better the prediction
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        p = torch.from_numpy(rng.dirichlet([1, 1], size=(1, 10, 10)).transpose(0, 3, 1, 2))
+        lg = float(sc.compute("generalized_dice", p, target, **kw))
+        for kk in (0.5, 2.5, 10.0):
+            assert float(sc.compute("penalty_gdl", p, target, k=kk, **kw)) < lg
+    # a bad prediction (the complement: 1 of 50 object pixels found) keeps most of its loss
+    gdl_bad = float(sc.compute("generalized_dice", 1 - probs, target, **kw))
+    pen_bad = float(sc.compute("penalty_gdl", 1 - probs, target, k=k, **kw))
+    assert gdl_bad == pytest.approx(0.98, abs=1e-15)
+    for text in (spec.summary, spec.fn.__doc__):
+        assert f"L_GD {gdl_bad:.2f} → {pen_bad:.2f}" in text
+    assert pen / gdl < 0.3 < 0.9 < pen_bad / gdl_bad

@@ -447,7 +447,13 @@ def penalty_gdl_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: st
         \mathcal{L}_{pGD} = \frac{\mathcal{L}_{GD}}{1 + k\,(1 - \mathcal{L}_{GD})}
 
     with :math:`\mathcal{L}_{GD}` the per-sample :func:`generalized_dice_loss`; ``k=0`` is the
-    generalised Dice loss, ``k > 0`` weighs the remaining errors more as the overlap grows.
+    generalised Dice loss. Applied as eq. 14 prints it, to the loss, the factor
+    :math:`1/(1 + k(1 - \mathcal{L}_{GD}))` is at most 1 for ``k > 0`` and smallest for a good
+    prediction: the loss is never above the GDL and shrinks a good prediction's loss further
+    (k = 2.5: L_GD 0.02 → 0.0058, but L_GD 0.98 → 0.93). Its slope in the GDL,
+    :math:`(1 + k)/(1 + k(1 - \mathcal{L}_{GD}))^2`, is :math:`1/(1 + k)` near a perfect
+    prediction and :math:`1 + k` near a total miss, so it does not push harder on the last
+    false positives and negatives (the aim Su et al. state); it stresses the badly segmented samples.
 
     Convention:
         Applied per sample (to the pooled GDL when ``batch=True``), then the mean over samples; the
@@ -759,8 +765,9 @@ SPECS = [
             **_common_params(),
         },
         from_stats=penalty_gdl_from_stats,
-        summary="Generalised Dice rescaled to penalise the remaining false positives and negatives more "
-        "as the overlap improves.",
+        summary="Generalised Dice divided by 1 + k(1 − L_GD) (eq. 14 as printed): never above the GDL for "
+        "k > 0, and it shrinks a good prediction's loss further (k = 2.5: L_GD 0.02 → 0.0058, L_GD 0.98 → "
+        "0.93).",
     ),
     LossSpec(
         name="lovasz_softmax",

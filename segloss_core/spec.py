@@ -7,13 +7,14 @@ cycle. ``segloss_core.registry`` re-exports both classes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-CATEGORIES = ("distribution", "region", "boundary", "compound")
+CATEGORIES = ("distribution", "region", "boundary", "compound", "topology")
 
 #: Display groups (the agreement page's family means), each loss's ``LossSpec.group``; a loss
 #: that names none gets its category's group.
@@ -22,9 +23,60 @@ GROUPS = {
     "pixel-wise": "pixel-wise (CE, WCE, focal, TopK …)",
     "distance-based": "distance-based (boundary, Hausdorff DT)",
     "compound": "compound (Dice + CE, Combo, exp-log, region size)",
+    "topology": "topology (clDice)",
 }
 _CATEGORY_GROUP = {"distribution": "pixel-wise", "region": "metric-sensitive", "boundary": "distance-based",
-                   "compound": "compound"}
+                   "compound": "compound", "topology": "topology"}
+
+#: The reason a ``hard_targets_only`` loss gives for soft targets (shown as "n/a: ...").
+HARD_TARGETS_ONLY = "hard (one-hot) targets only"
+
+
+def parse_matrix(text: str) -> tuple[tuple[float, ...], ...] | None:
+    """``"0,1;1,0"`` (rows separated by ``;``, entries by ``,`` or spaces) -> nested tuples; blank -> ``None``.
+
+    The text syntax of ``"matrix"`` parameters, shared by the CLI (``--param l.m=0,1;1,0``) and the UI.
+    """
+    if text is None or not str(text).strip() or str(text).strip().lower() in ("none", "null"):
+        return None
+    rows = [r for r in str(text).split(";") if r.strip()]
+    try:
+        return tuple(tuple(float(v) for v in r.replace(",", " ").split()) for r in rows)
+    except ValueError:
+        raise ValueError(f"expected a matrix like 0,1;1,0 (rows separated by ';'), got {text!r}") from None
+
+
+def matrix_text(value) -> str:
+    """The inverse of :func:`parse_matrix`: ``((0, 1), (1, 0))`` -> ``"0,1;1,0"`` (``None`` -> ``""``)."""
+    if value is None:
+        return ""
+    return ";".join(",".join(f"{float(v):g}" for v in row) for row in value)
+
+
+def _validate_matrix(name: str, value: Any) -> tuple[tuple[float, ...], ...] | None:
+    """A square, finite, non-negative matrix with a zero diagonal and a positive entry (a distance
+    matrix between classes), as nested tuples (hashable, JSON-able); text goes through
+    :func:`parse_matrix`; ``None`` stays ``None``."""
+    if isinstance(value, str):
+        value = parse_matrix(value)
+    if value is None:
+        return None
+    try:
+        rows = tuple(tuple(float(v) for v in row) for row in (value.tolist() if hasattr(value, "tolist") else value))
+    except (TypeError, ValueError):
+        raise ValueError(f"parameter {name!r} must be a matrix of numbers (e.g. 0,1;1,0), got {value!r}") from None
+    n = len(rows)
+    if n < 2 or any(len(r) != n for r in rows):
+        raise ValueError(f"parameter {name!r} must be a square matrix of at least 2 x 2, got row lengths "
+                         f"{[len(r) for r in rows]}")
+    flat = [v for r in rows for v in r]
+    if any(not math.isfinite(v) or v < 0 for v in flat):
+        raise ValueError(f"parameter {name!r} must hold finite non-negative numbers")
+    if any(rows[i][i] != 0 for i in range(n)):
+        raise ValueError(f"parameter {name!r} must have a zero diagonal (a class is at distance 0 from itself)")
+    if max(flat) <= 0:
+        raise ValueError(f"parameter {name!r} needs a positive entry")
+    return rows
 
 
 @dataclass(frozen=True)
@@ -32,7 +84,9 @@ class ParamSpec:
     """One loss parameter, described well enough for a UI to build its widget.
 
     kind: ``"float"`` | ``"int"`` | ``"bool"`` | ``"choice"`` | ``"floats"`` (optional sequence,
-    e.g. per-class weights; default ``None``). ``range`` is ``(low, high)`` for numbers,
+    e.g. per-class weights; default ``None``) | ``"matrix"`` (optional square matrix, e.g. distances
+    between classes; default ``None``; validated square, non-negative, zero diagonal; written
+    ``0,1;1,0`` in text, see :func:`parse_matrix`). ``range`` is ``(low, high)`` for numbers,
     ``choices`` the allowed values for ``"choice"``.
     """
 
@@ -65,6 +119,8 @@ class ParamSpec:
             if any(v != v or v < 0 for v in vals):
                 raise ValueError(f"parameter {name!r} must hold non-negative numbers, got {vals}")
             return tuple(vals)
+        if self.kind == "matrix":
+            return _validate_matrix(name, value)
         try:
             num = int(value) if self.kind == "int" else float(value)
         except (TypeError, ValueError):
@@ -92,6 +148,8 @@ class LossSpec:
     crop and adds the unchanged rest.
     ``uses_spacing``: the function takes ``spacing`` (voxel size) for its distance maps.
     ``binary_only``: raises ``ValueError`` for C > 2 (shown as "n/a: binary only").
+    ``hard_targets_only``: defined for one-hot targets only; the registry and the engine report
+    :data:`HARD_TARGETS_ONLY` for soft targets instead of calling the function.
     ``slow``: costs far more than the rest (per-sample sorting or distance transforms); pages
     compute such losses one by one behind a progress bar.
     ``group``: display group, a key of :data:`GROUPS` (default: the category's group).
@@ -111,6 +169,7 @@ class LossSpec:
     pixel_mean: Callable[..., torch.Tensor] | None = None
     slow: bool = False
     group: str = ""
+    hard_targets_only: bool = False
 
     def __post_init__(self) -> None:
         if not self.group:

@@ -4,6 +4,11 @@
 - ``evaluate --gt GT --pred PRED [--losses a,b] [--param loss.name=value ...] [--json]``: every
   loss and the segmentation metrics of one ground truth / prediction pair (files read by
   :mod:`segloss_core.io`: PNG, TIFF, NPY, NPZ, NIfTI; identified by content).
+- ``evaluate --gt-dir LABELS --pred-dir PREDICTIONS --out results.csv [--jobs N] [--dask ADDRESS|local]``:
+  a whole validation set, paired by case id the nnU-Net way (:mod:`segloss_core.dataset`): one CSV
+  row per case, a summary on stdout, progress and one line per skipped pair on stderr. Exit 0 when
+  every pair was evaluated, 1 when some were skipped, 2 on bad usage, a missing folder, no pairs or
+  every pair skipped.
 - ``landscape --preset disk --x shift_x --y dilate --n 41 [--losses ...] [--json]``: a loss
   landscape over two perturbation axes (:func:`segloss_core.landscape.landscape`).
 
@@ -221,11 +226,80 @@ def _metrics(case) -> tuple[dict, str | None]:
     return out, "per class"
 
 
+def _folder_mode(args) -> bool:
+    """Which evaluate mode the flags ask for; a usage error for a mix or a half."""
+    folder = args.gt_dir is not None or args.pred_dir is not None
+    if folder and (args.gt is not None or args.pred is not None):
+        raise UsageError("give either --gt/--pred (one pair) or --gt-dir/--pred-dir (a folder), not both")
+    if folder and (args.gt_dir is None or args.pred_dir is None or args.out is None):
+        raise UsageError("folder mode needs --gt-dir, --pred-dir and --out")
+    missing = [flag for flag, value in (("--gt", args.gt), ("--pred", args.pred)) if value is None]
+    if not folder and missing:
+        raise UsageError(f"the following arguments are required: {', '.join(missing)} "
+                         "(or --gt-dir, --pred-dir and --out for a folder)")
+    if not folder and (args.out or args.jobs is not None or args.dask or args.num_classes is not None):
+        raise UsageError("--out, --jobs, --dask and --num-classes apply to --gt-dir/--pred-dir only")
+    if args.jobs is not None and args.jobs < 1:
+        raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+    return folder
+
+
+def _progress(done: int, total: int, outcome) -> None:
+    """``[12/50] case_012`` on stderr: one line redrawn on a terminal, one line per case otherwise;
+    a skipped case adds one line ``skipped CASE: reason``."""
+    tty = sys.stderr.isatty()
+    clear = "\r\033[K" if tty else ""
+    if outcome.error is not None:
+        print(f"{clear}skipped {outcome.case}: {outcome.error}", file=sys.stderr)
+    end = "\n" if not tty or done == total else ""
+    print(f"{clear}[{done}/{total}] {outcome.case}", end=end, file=sys.stderr, flush=True)
+
+
+def cmd_evaluate_folder(args) -> int:
+    from . import dataset as ds
+    from .registry import list_losses
+
+    names = _parse_losses(args.losses) or list_losses()
+    params = _parse_params(args.param, names)
+    if args.num_classes is not None and not 2 <= args.num_classes <= 32:
+        raise UsageError(f"--num-classes must lie in 2..32, got {args.num_classes}")
+    pairing = ds.pair_folders(args.gt_dir, args.pred_dir)
+    if not pairing.pairs:
+        hint = " (nnU-Net images end in _0000: give the labels folder)" if any(
+            c.endswith("_0000") for c, _ in pairing.unpaired) else ""
+        raise ValueError(f"no pairs: no case id has both a label map in {args.gt_dir} and a prediction in "
+                         f"{args.pred_dir}{hint}")
+    num_classes = args.num_classes or ds.dataset_num_classes(args.pred_dir, args.gt_dir,
+                                                             os.path.dirname(os.path.abspath(args.gt_dir)))
+    for case, reason in pairing.unpaired:
+        print(f"skipped {case}: {reason}", file=sys.stderr)
+    rows, skipped = ds.evaluate_pairs(
+        pairing.pairs, names, params, progress=_progress, num_classes=num_classes,
+        device=args.device, jobs=args.jobs or 1, dask=args.dask)
+    skipped = sorted(skipped + pairing.unpaired)
+    if not rows:
+        raise ValueError(f"every pair was skipped ({len(skipped)}); nothing written to {args.out}")
+    try:
+        with open(args.out, "w", encoding="utf-8", newline="") as fh:
+            fh.write(ds.to_csv(rows))
+    except OSError as err:
+        raise OSError(f"--out {args.out}: cannot write ({err.strerror or err})") from None
+    summary = {**ds.summarise(rows, skipped), "out": args.out, "num_classes": num_classes}
+    if args.json:
+        print(json.dumps(_jsonable(summary), indent=2, allow_nan=False))
+    else:
+        print(ds.summary_text(summary))
+        print(f"\nper-case table: {args.out}")
+    return 1 if skipped else 0
+
+
 def cmd_evaluate(args) -> int:
     from . import io as sio
     from ._tensors import EPS
     from .registry import compute_all, get_loss, list_losses
 
+    if _folder_mode(args):
+        return cmd_evaluate_folder(args)
     names = _parse_losses(args.losses) or list_losses()
     params = _parse_params(args.param, names)
     case = sio.read_case(sio.read_path(args.gt), sio.read_path(args.pred), gt_name=args.gt, pred_name=args.pred)
@@ -320,9 +394,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=cmd_losses)
 
-    p = sub.add_parser("evaluate", help="every loss and metric of a ground truth / prediction pair")
-    p.add_argument("--gt", required=True, help="ground-truth label map (PNG, TIFF, NPY, NPZ, NIfTI)")
-    p.add_argument("--pred", required=True, help="prediction: probabilities in [0, 1] or a label map")
+    p = sub.add_parser(
+        "evaluate", help="every loss and metric of a ground truth / prediction pair, or of a folder of them",
+        description="One pair (--gt, --pred): every loss and metric. A validation set (--gt-dir, --pred-dir, "
+                    "--out): label maps paired with predictions by case id the nnU-Net way (case_001.nii.gz "
+                    "with case_001.<any supported extension>; nnU-Net's --save_probabilities .npz wins over "
+                    "a hard .nii.gz; .pkl files are ignored, never unpickled), one CSV row per case, a "
+                    "summary on stdout. Exit 0: all evaluated; 1: some pairs skipped; 2: bad usage, "
+                    "missing folder, no pairs, or every pair skipped.")
+    p.add_argument("--gt", help="ground-truth label map (PNG, TIFF, NPY, NPZ, NIfTI)")
+    p.add_argument("--pred", help="prediction: probabilities in [0, 1] or a label map")
+    p.add_argument("--gt-dir", help="folder of label maps (validation-set mode; needs --pred-dir and --out)")
+    p.add_argument("--pred-dir", help="folder of predictions, e.g. an nnU-Net output folder")
+    p.add_argument("--out", help="CSV file written in folder mode (one row per case)")
+    p.add_argument("--jobs", type=int, metavar="N",
+                   help="folder mode: N local worker processes, one case each at a time (default 1)")
+    p.add_argument("--dask", metavar="ADDRESS|local",
+                   help="folder mode: run the cases on the Dask scheduler at ADDRESS (e.g. tcp://host:8786); "
+                        "its workers must see the same paths (a shared filesystem). 'local' starts a local "
+                        "cluster of --jobs worker processes (at least 2)")
+    p.add_argument("--num-classes", type=int, metavar="C",
+                   help="folder mode: classes incl. background (default: an nnU-Net dataset.json next to the "
+                        "folders, else each case's own)")
     p.add_argument("--losses", help="comma-separated loss names (default: all)")
     p.add_argument("--param", action="append", metavar="LOSS.NAME=VALUE",
                    help="set a loss parameter, e.g. dice.smooth=1e-3 (repeatable)")

@@ -1,0 +1,534 @@
+r"""A whole validation set: pair label maps with predictions by case id, evaluate each case, summarise.
+
+Pairing (the nnU-Net way): a label map ``LABELS/case_001.nii.gz`` goes with the prediction
+``PREDICTIONS/case_001.<ext>`` of any supported extension (:data:`EXTENSIONS`); the case id is the
+file name without that extension. Hidden files and other extensions (nnU-Net's ``.pkl``,
+``.json``) are ignored, and nothing is ever unpickled. When a case has several predictions, the
+first in :data:`PRED_ORDER` wins: an ``.npz`` (probabilities) before a hard ``.nii.gz``.
+
+nnU-Net v2's ``--save_probabilities`` export is an ``.npz`` whose one array ``probabilities`` has
+shape ``(C, *spatial)`` in SimpleITK's axis order ``(z, y, x)`` (2-D: ``(C, 1, H, W)``), while
+nibabel reads a NIfTI label map as ``(x, y, z)``. Rule: paired with a NIfTI label map, the
+probabilities are always transposed to nibabel's order, ``(C, z, y, x) -> (C, x, y, z)`` (cubes
+included: a cube's shape cannot tell the orders apart); a 2-D export first drops its singleton
+axis. With a PNG/TIFF/NumPy label map (read ``(H, W)``, as nnU-Net's 2-D reader does) only the
+singleton axis is dropped. If the shapes still differ the pair is refused with a one-line reason.
+
+Per case (:func:`evaluate_case`): every selected loss on the whole volume (batch of one, the one
+engine :func:`segloss_core.compute_all`), and :func:`segloss_core.metrics` of the arg-max
+prediction with the label map's header spacing, per foreground class (``metric_dice_1``, ...) and
+as the mean over the foreground classes where defined (``metric_dice``, ...). An undefined value
+(a loss that does not apply, a metric of an empty class) is ``None``: an empty CSV cell.
+
+Summary (:func:`summarise`): count, mean, median and sample standard deviation (``ddof=1``) of every
+column over the cases where it is defined; per loss, the Spearman and Kendall (tau-b) rank
+correlations (``scipy.stats``) with ``1 - metric_dice`` and with ``metric_hd95`` over the cases
+where both are defined (``n``). A loss that ranks cases as the metric does has correlation 1:
+higher loss, worse case (lower Dice, larger HD95).
+
+Runners (:func:`run_pairs`): serially, on a ``concurrent.futures`` process pool (one case per
+worker at a time, one torch thread per worker), or on a Dask distributed cluster (an existing
+scheduler address, whose workers must see the same paths, or a local cluster of worker
+processes). Every runner calls the same :func:`evaluate_case`; only the order of completion
+differs, and rows are returned sorted by case id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io as _io
+import json
+import math
+import os
+import warnings
+import zipfile
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+#: Supported file extensions (lower case), longest first so ``.nii.gz`` wins over ``.gz``.
+EXTENSIONS = (".nii.gz", ".nii", ".npz", ".npy", ".png", ".tiff", ".tif")
+#: Which prediction file wins when a case has several: probabilities first.
+PRED_ORDER = (".npz", ".nii.gz", ".nii", ".npy", ".tiff", ".tif", ".png")
+#: Which label file wins when a case has several.
+LABEL_ORDER = (".nii.gz", ".nii", ".png", ".tiff", ".tif", ".npy", ".npz")
+#: Metric columns (mean over foreground classes); per class they get a ``_<label>`` suffix.
+METRICS = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
+#: The two metrics every loss is rank-correlated with, as (summary key, column, sign).
+TARGETS = (("1-metric_dice", "metric_dice", -1.0), ("metric_hd95", "metric_hd95", 1.0))
+#: Largest ``dataset.json`` read for the class count.
+MAX_JSON_BYTES = 1024 * 1024
+
+
+# ----------------------------------------------------------------------------------------------
+# pairing
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One case: its id and the paths of its label map and prediction."""
+
+    case: str
+    gt: str
+    pred: str
+
+
+@dataclass
+class Pairing:
+    """The pairs found in two folders, and the case ids that have no partner (``(case, reason)``)."""
+
+    pairs: list[Pair]
+    unpaired: list[tuple[str, str]]
+
+
+def case_id(filename: str) -> str | None:
+    """``"case_001.nii.gz"`` -> ``"case_001"``; ``None`` for hidden files and unsupported extensions."""
+    if filename.startswith("."):
+        return None
+    low = filename.lower()
+    for ext in EXTENSIONS:
+        if low.endswith(ext) and len(filename) > len(ext):
+            return filename[: -len(ext)]
+    return None
+
+
+def _extension(filename: str) -> str:
+    low = filename.lower()
+    return next(ext for ext in EXTENSIONS if low.endswith(ext))
+
+
+def _scan(folder: str, order: Sequence[str]) -> dict[str, str]:
+    """case id -> path of the preferred file (by ``order``) in ``folder`` (not recursive)."""
+    found: dict[str, list[str]] = {}
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            cid = case_id(entry.name)
+            if cid is not None and entry.is_file():
+                found.setdefault(cid, []).append(entry.name)
+    return {cid: os.path.join(folder, min(names, key=lambda n: order.index(_extension(n))))
+            for cid, names in found.items()}
+
+
+def _check_folder(folder, flag: str) -> str:
+    path = os.fspath(folder)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{flag} {path}: no such folder")
+    if not os.path.isdir(path):
+        raise NotADirectoryError(f"{flag} {path}: not a folder")
+    return path
+
+
+def pair_folders(gt_dir, pred_dir) -> Pairing:
+    """Pair ``gt_dir``'s label maps with ``pred_dir``'s predictions by case id (sorted by id).
+
+    Raises ``OSError`` (one line) when a folder is missing or unreadable."""
+    gt_dir, pred_dir = _check_folder(gt_dir, "--gt-dir"), _check_folder(pred_dir, "--pred-dir")
+    try:
+        labels, preds = _scan(gt_dir, LABEL_ORDER), _scan(pred_dir, PRED_ORDER)
+    except OSError as err:
+        raise OSError(f"cannot list a folder ({err.strerror or err})") from None
+    pairs = [Pair(c, labels[c], preds[c]) for c in sorted(labels) if c in preds]
+    unpaired = [(c, f"no prediction in {pred_dir}") for c in sorted(labels) if c not in preds]
+    unpaired += [(c, f"no label map in {gt_dir}") for c in sorted(preds) if c not in labels]
+    return Pairing(pairs, sorted(unpaired))
+
+
+def dataset_num_classes(*folders) -> int | None:
+    """The class count of an nnU-Net ``dataset.json`` (its ``labels``, background included) found in
+    one of ``folders`` (nnU-Net copies it next to its predictions), else ``None``. Region-based
+    label definitions (lists) are not class maps: ``None``."""
+    for folder in folders:
+        path = os.path.join(os.fspath(folder), "dataset.json")
+        try:
+            if not os.path.isfile(path) or os.path.getsize(path) > MAX_JSON_BYTES:
+                continue
+            with open(path, encoding="utf-8") as fh:
+                labels = json.load(fh).get("labels")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if isinstance(labels, dict) and labels:
+            values = list(labels.values())
+            if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                if sorted(values) == list(range(len(values))) and len(values) >= 2:
+                    return len(values)
+    return None
+
+
+# ----------------------------------------------------------------------------------------------
+# one case
+
+
+def _nnunet_probabilities(data: bytes) -> bool:
+    """Whether ``data`` is an nnU-Net probabilities export: an ``.npz`` whose only array is
+    ``probabilities`` (the zip directory is read, no member is decompressed)."""
+    try:
+        with zipfile.ZipFile(_io.BytesIO(data)) as zf:
+            return [n.removesuffix(".npy") for n in zf.namelist()] == ["probabilities"]
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+
+
+def _to_label_order(pred, gt, name: str):
+    """nnU-Net's ``(C, z, y, x)`` / ``(C, 1, H, W)`` probabilities -> the label map's axis order."""
+    from .io import FileError
+
+    probs = pred.probs
+    stored = "x".join(str(s) for s in probs.shape)
+    if gt.array.ndim == 2 and probs.ndim == 4 and probs.shape[1] == 1:
+        probs = probs[:, 0]
+    if gt.format.startswith("NIfTI"):
+        probs = probs.transpose(0, *range(probs.ndim - 1, 0, -1))
+    if probs.shape[1:] != gt.array.shape:
+        raise FileError(
+            f"{name}: nnU-Net probabilities {stored} (C, z, y, x) become "
+            f"{'x'.join(str(s) for s in probs.shape)} in the label map's order, which is "
+            f"{'x'.join(str(s) for s in gt.array.shape)}"
+        )
+    note = pred.note + "; nnU-Net probabilities (z, y, x) -> label map's axis order"
+    return replace(pred, probs=np.ascontiguousarray(probs), note=note)
+
+
+def _with_classes(case, pred, num_classes: int | None, name: str):
+    """Widen a case to the data set's class count (hard predictions), or refuse one that disagrees."""
+    from .case import Case
+    from .io import FileError
+    from .limits import check_elements
+
+    c = case.num_classes
+    if num_classes is None or c == num_classes:
+        return case
+    if c > num_classes:
+        raise FileError(f"{name}: {c} classes, but the data set has {num_classes}")
+    if pred.labels is None:
+        raise FileError(f"{name}: the prediction has {c} class maps, but the data set has {num_classes} classes")
+    check_elements(pred.labels.shape, num_classes, what=name)
+    probs = np.zeros((num_classes, *pred.labels.shape), dtype=np.float32)
+    np.put_along_axis(probs, pred.labels[None], 1.0, axis=0)
+    return Case(case.gt, probs, case.spacing, case.name, meta=case.meta)
+
+
+def read_pair(gt_path, pred_path, *, name: str | None = None, num_classes: int | None = None):
+    """A checked :class:`~segloss_core.Case` from a label map and a prediction file (the safe
+    readers of :mod:`segloss_core.io`, with nnU-Net's probability export recognised)."""
+    from . import io as sio
+
+    gt_path, pred_path = os.fspath(gt_path), os.fspath(pred_path)
+    name = name or case_id(os.path.basename(gt_path)) or os.path.basename(gt_path)
+    gt = sio.read_label_map(sio.read_path(gt_path), os.path.basename(gt_path))
+    data = sio.read_path(pred_path)
+    pname = os.path.basename(pred_path)
+    if pred_path.lower().endswith(".npz") and _nnunet_probabilities(data):
+        pred = _to_label_order(sio.read_prediction(data, pname, gt.num_classes), gt, pname)
+    else:
+        pred = sio.read_prediction(data, pname, gt.num_classes, spatial_shape=tuple(gt.array.shape),
+                                   colours=gt.colours)
+    case = sio.make_case(gt, pred, name)
+    return _with_classes(case, pred, num_classes, name)
+
+
+def _number(value) -> float | None:
+    """A finite float, or ``None`` (a loss's "n/a: ..." string, NaN, inf, a missing metric)."""
+    if value is None or isinstance(value, str):
+        return None
+    v = float(value)
+    return v if math.isfinite(v) else None
+
+
+def evaluate_case(gt_path, pred_path, losses: Sequence[str] | None = None,
+                  params: dict[str, dict] | None = None, *, num_classes: int | None = None,
+                  device: str = "cpu", name: str | None = None) -> dict[str, float | str | None]:
+    """One CSV row: ``case``, each loss (whole volume) and the ``metric_*`` columns of one pair.
+
+    Losses: :func:`segloss_core.compute_all` on the case as a batch of one, with the label map's
+    spacing; metrics: :func:`segloss_core.metrics` of the arg-max prediction, per foreground class
+    (``metric_<m>_<label>``) and as their mean over the classes where defined (``metric_<m>``).
+    Undefined values are ``None``. Raises ``ValueError`` (one line) for an unusable pair.
+    """
+    import segloss_core as sc
+
+    case = read_pair(gt_path, pred_path, name=name, num_classes=num_classes)
+    names = list(losses) if losses else sc.list_losses()
+    probs, target = case.tensors(device=device)
+    values = sc.compute_all(probs, target, names, params=params or {}, spacing=case.spacing)
+    per_class = sc.metrics(case.hard_prediction, case.gt, spacing=case.spacing, num_classes=case.num_classes)
+    row: dict[str, float | str | None] = {"case": case.name}
+    row.update({n: _number(values[n]) for n in names})
+    for m in METRICS:
+        defined = [v[m] for v in per_class.values() if v[m] is not None]
+        row[f"metric_{m}"] = _number(float(np.mean(defined))) if defined else None
+    for label, vals in per_class.items():
+        row.update({f"metric_{m}_{label}": _number(vals[m]) for m in METRICS})
+    return row
+
+
+# ----------------------------------------------------------------------------------------------
+# runners
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What one case gave: its row, or the one-line reason it was skipped."""
+
+    case: str
+    row: dict | None = None
+    error: str | None = None
+
+
+def _one_line(err: BaseException) -> str:
+    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
+    text = lines[0] if lines else type(err).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def single_thread() -> None:
+    """One torch thread in this process (a pool or Dask worker: the workers share the cores)."""
+    import torch
+
+    if torch.get_num_threads() != 1:
+        torch.set_num_threads(1)
+
+
+def evaluate_outcome(pair: Pair, losses=None, params=None, num_classes=None, device: str = "cpu",
+                     worker: bool = False) -> Outcome:
+    """:func:`evaluate_case` with every failure turned into a one-line reason (the task every
+    runner sends; it never raises, so a bad pair never stops a run)."""
+    if worker:
+        single_thread()
+    try:
+        row = evaluate_case(pair.gt, pair.pred, losses, params, num_classes=num_classes, device=device,
+                            name=pair.case)
+        return Outcome(pair.case, row=row)
+    except MemoryError:
+        return Outcome(pair.case, error="out of memory")
+    except (ValueError, OSError) as err:
+        return Outcome(pair.case, error=_one_line(err))
+    except Exception as err:  # noqa: BLE001 - one bad case must not stop a data set
+        return Outcome(pair.case, error=f"internal error: {type(err).__name__}: {_one_line(err)}")
+
+
+def _serial(pairs, kw) -> Iterator[Outcome]:
+    for pair in pairs:
+        yield evaluate_outcome(pair, **kw)
+
+
+def _pool(pairs, kw, jobs: int) -> Iterator[Outcome]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from concurrent.futures.process import BrokenProcessPool
+
+    ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=single_thread) as ex:
+        futures = {ex.submit(evaluate_outcome, p, worker=True, **kw): p for p in pairs}
+        for fut in as_completed(futures):
+            try:
+                yield fut.result()
+            except BrokenProcessPool:
+                yield Outcome(futures[fut].case, error="a worker process died (out of memory?)")
+
+
+def _dask(pairs, kw, address: str, jobs: int) -> Iterator[Outcome]:
+    import logging
+
+    from distributed import Client, LocalCluster, as_completed
+
+    logging.getLogger("distributed").setLevel(logging.ERROR)
+    cluster = None
+    try:
+        if address == "local":
+            cluster = LocalCluster(n_workers=jobs if jobs > 1 else 2, threads_per_worker=1, processes=True,
+                                   dashboard_address=None, silence_logs=logging.ERROR)
+            client = Client(cluster)
+        else:
+            client = Client(address, timeout="20s")
+    except OSError as err:
+        if cluster is not None:
+            cluster.close()
+        raise OSError(f"--dask {address}: cannot reach the scheduler ({_one_line(err)})") from None
+    try:
+        futures = client.map(evaluate_outcome, pairs, pure=False, worker=True, **kw)
+        for fut in as_completed(futures):
+            yield fut.result()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
+def run_pairs(pairs: Sequence[Pair], losses=None, params=None, *, num_classes: int | None = None,
+              device: str = "cpu", jobs: int = 1, dask: str | None = None) -> Iterator[Outcome]:
+    """Evaluate ``pairs``, yielding an :class:`Outcome` per case as it completes.
+
+    ``jobs > 1``: a process pool of ``jobs`` workers; ``dask``: a scheduler address (workers must
+    see the same paths) or ``"local"`` (a LocalCluster of ``jobs`` worker processes, at least 2).
+    """
+    kw = {"losses": list(losses) if losses else None, "params": params or {}, "num_classes": num_classes,
+          "device": device}
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    if dask:
+        return _dask(list(pairs), kw, dask, jobs)
+    if jobs > 1 and len(pairs) > 1:
+        return _pool(list(pairs), kw, min(jobs, len(pairs)))
+    return _serial(list(pairs), kw)
+
+
+def evaluate_pairs(pairs: Sequence[Pair], losses=None, params=None, *,
+                   progress: Callable[[int, int, Outcome], None] | None = None,
+                   **kw) -> tuple[list[dict], list[tuple[str, str]]]:
+    """All of :func:`run_pairs`, collected: ``(rows sorted by case, [(case, reason) skipped])``."""
+    rows, skipped = [], []
+    for done, outcome in enumerate(run_pairs(pairs, losses, params, **kw), start=1):
+        if outcome.row is not None:
+            rows.append(outcome.row)
+        else:
+            skipped.append((outcome.case, outcome.error or "failed"))
+        if progress is not None:
+            progress(done, len(pairs), outcome)
+    return sorted(rows, key=lambda r: str(r["case"])), sorted(skipped)
+
+
+# ----------------------------------------------------------------------------------------------
+# table and summary
+
+
+def columns(rows: Iterable[dict]) -> list[str]:
+    """``case``, the losses (in order of appearance), the mean metrics, then per class by label."""
+    seen: dict[str, None] = {}
+    for row in rows:
+        seen.update(dict.fromkeys(row))
+    means = [f"metric_{m}" for m in METRICS]
+    labels = sorted({int(c.rsplit("_", 1)[1]) for c in seen if _per_class(c)})
+    per_class = [f"metric_{m}_{k}" for k in labels for m in METRICS]
+    losses = [c for c in seen if c != "case" and not c.startswith("metric_")]
+    return ["case", *losses, *means, *per_class]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def to_csv(rows: Sequence[dict]) -> str:
+    """The per-case table as CSV text (undefined values as empty cells, floats round-trip exactly)."""
+    cols = columns(rows)
+    buf = _io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(cols)
+    for row in rows:
+        writer.writerow([_cell(row.get(c)) for c in cols])
+    return buf.getvalue()
+
+
+def loss_columns(cols: Iterable[str]) -> list[str]:
+    return [c for c in cols if c != "case" and not c.startswith("metric_")]
+
+
+def _stats(values: list[float]) -> dict:
+    a = np.asarray(values, dtype=np.float64)
+    return {
+        "n": int(a.size),
+        "mean": float(a.mean()) if a.size else None,
+        "median": float(np.median(a)) if a.size else None,
+        "std": float(a.std(ddof=1)) if a.size > 1 else None,
+    }
+
+
+def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict:
+    """Spearman and Kendall (tau-b) of paired values; ``None`` below 3 pairs or with a constant side."""
+    from scipy import stats
+
+    n = len(x)
+    out = {"n": n, "spearman": None, "kendall": None}
+    if n < 3 or len(set(x)) < 2 or len(set(y)) < 2:
+        return out
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rho = float(stats.spearmanr(x, y).statistic)
+        tau = float(stats.kendalltau(x, y).statistic)
+    out["spearman"] = rho if math.isfinite(rho) else None
+    out["kendall"] = tau if math.isfinite(tau) else None
+    return out
+
+
+def _paired(rows, a: str, b: str, sign_b: float) -> tuple[list[float], list[float]]:
+    xs, ys = [], []
+    for row in rows:
+        va, vb = row.get(a), row.get(b)
+        if va is not None and vb is not None:
+            xs.append(float(va))
+            ys.append(1.0 - float(vb) if sign_b < 0 else float(vb))
+    return xs, ys
+
+
+def summarise(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = ()) -> dict:
+    """``{"cases", "skipped", "columns": {col: {n, mean, median, std}}, "rank_agreement":
+    {loss: {"1-metric_dice": {n, spearman, kendall}, "metric_hd95": {...}}}}``."""
+    cols = columns(rows)
+    table = {c: _stats([float(r[c]) for r in rows if r.get(c) is not None]) for c in cols if c != "case"}
+    agreement = {}
+    for loss in loss_columns(cols):
+        agreement[loss] = {key: rank_correlation(*_paired(rows, loss, col, sign)) for key, col, sign in TARGETS}
+    return {
+        "cases": len(rows),
+        "skipped": [{"case": c, "reason": r} for c, r in skipped],
+        "columns": table,
+        "rank_agreement": agreement,
+    }
+
+
+def _per_class(column: str) -> bool:
+    return column.startswith("metric_") and column.rsplit("_", 1)[1].isdigit()
+
+
+def _fmt(v) -> str:
+    return "" if v is None else f"{v:.4g}"
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> list[str]:
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(header, widths, strict=True)).rstrip(),
+             "  ".join("-" * w for w in widths)]
+    return lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+
+
+def summary_text(summary: dict) -> str:
+    """The summary as plain-text tables (the CLI's stdout without ``--json``)."""
+    lines = [f"{summary['cases']} cases evaluated, {len(summary['skipped'])} skipped", ""]
+    rows = [[c, str(s["n"]), _fmt(s["mean"]), _fmt(s["median"]), _fmt(s["std"])]
+            for c, s in summary["columns"].items() if not _per_class(c)]
+    lines += _text_table(["column", "n", "mean", "median", "std"], rows)
+    lines += ["", "rank agreement across cases (1 = the loss orders cases as the metric does)"]
+    rows = []
+    for loss, by in summary["rank_agreement"].items():
+        d, h = by["1-metric_dice"], by["metric_hd95"]
+        rows.append([loss, _fmt(d["spearman"]), _fmt(d["kendall"]), str(d["n"]),
+                     _fmt(h["spearman"]), _fmt(h["kendall"]), str(h["n"])])
+    header = ["loss", "spearman 1-dice", "kendall 1-dice", "n", "spearman hd95", "kendall hd95", "n"]
+    return "\n".join(lines + _text_table(header, rows))
+
+
+__all__ = [
+    "EXTENSIONS",
+    "METRICS",
+    "Outcome",
+    "Pair",
+    "Pairing",
+    "case_id",
+    "columns",
+    "dataset_num_classes",
+    "evaluate_case",
+    "evaluate_outcome",
+    "evaluate_pairs",
+    "loss_columns",
+    "pair_folders",
+    "rank_correlation",
+    "read_pair",
+    "run_pairs",
+    "summarise",
+    "summary_text",
+    "to_csv",
+]

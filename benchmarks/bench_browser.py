@@ -1,0 +1,478 @@
+"""Latency of the served app in a real browser (Playwright in Debian's /usr/bin/chromium), against
+the latency budgets, plus the CLI and ``sc.landscape`` rows of the same budget table.
+
+Each browser figure is the time a user waits: from the action (page load, sidebar click, one
+arrow-key step on a slider, a file upload) until the page has *settled*: Streamlit's script state
+is ``notRunning`` again after a run the action started, no skeleton, spinner, progress bar or
+stale element is left, and every visible Plotly chart has drawn (see ``browser_harness``). The
+server is ``streamlit run app.py`` with the app's own ``.streamlit/config.toml`` and thread
+settings, started fresh by this script.
+
+Row groups (``--only`` takes one or more, comma-separated; default all):
+
+=========  =========================================================================================
+start      server start until ``/_stcore/health`` answers; the first visit (load until settled)
+pages      opening each page from the sidebar (disk preset), in navigation order, then Playground
+nudge      one ArrowRight step of the sidebar ``shift x`` slider on each page (disk preset)
+controls   Playground parameter slider (focal gamma), gradient inspector and profile sliders, and one
+           step up from the default of the larger computations: landscape grid size (21 -> 31),
+           training steps (200 -> 210), population size (Predictions 100 -> 200)
+phantom    the 5-class phantom preset on the Playground, then a ``shift x`` nudge there
+upload3d   a 197 x 233 x 189 ``.nii.gz`` label map + probability map (smooth phantom, binary and
+           3-class): from the ground truth's upload until the first view settles, then every page
+evaluate   ``segloss evaluate`` on the 3-D pairs: wall (interpreter start included) and peak RSS
+landscape  ``sc.landscape`` 41 x 41 at 256^2, six default losses, first call in a fresh process,
+           float32 and float64 input
+sessions   20 browser sessions arriving over 10 s on a fresh server, each opening every page; one
+           shared case, then each its own case (preset + slider values): p50 / p95 page time and
+           the server's CPU-seconds per page open
+=========  =========================================================================================
+
+``--quick``: start, pages, nudge, controls and landscape. Output: a markdown table (row, budget,
+measured, pass/fail, note); ``--json PATH`` also writes the rows as JSON. Timings on a shared
+machine swing by +-50 %: compare before/after from one run.
+
+Run: ``.venv/bin/python benchmarks/bench_browser.py [--quick] [--only pages,nudge] [--json out.json]``
+(``make bench`` runs it through ``benchmarks/run.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from browser_harness import (  # noqa: E402
+    CHROMIUM,
+    LAUNCH_ARGS,
+    ROOT,
+    SETTLE_INIT_JS,
+    SETTLED_JS,
+    js_now,
+    launch_browser,
+    settle_seconds,
+    start_server,
+    stop_server,
+)
+
+GROUPS = ("start", "pages", "nudge", "controls", "phantom", "upload3d", "evaluate", "landscape", "sessions")
+QUICK = ("start", "pages", "nudge", "controls", "landscape")
+#: navigation labels in app.py's order
+PAGES = ("Playground", "Gradient maps", "Loss landscapes", "Region-size bias", "Metric agreement", "What-if training")
+VIEWPORT = {"width": 1400, "height": 1000}
+VOLUME_SHAPE = (197, 233, 189)
+PAGE_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Row:
+    group: str
+    name: str
+    budget: float | None  # seconds (MB for memory rows); None: reported only
+    measured: float | None
+    unit: str = "s"
+    note: str = ""
+
+    @property
+    def verdict(self) -> str:
+        if self.measured is None:
+            return "error"
+        if self.budget is None:
+            return "-"
+        return "pass" if self.measured <= self.budget else "FAIL"
+
+
+ROWS: list[Row] = []
+
+
+def report(group: str, name: str, budget: float | None, measured: float | None, unit: str = "s",
+           note: str = "") -> None:
+    row = Row(group, name, budget, None if measured is None or measured == float("inf") else measured, unit,
+              note if measured != float("inf") else (note + "; did not settle").strip("; "))
+    ROWS.append(row)
+    shown = "-" if row.measured is None else f"{row.measured:.2f} {unit}"
+    print(f"  {name:<52} {shown:>11}  (budget {'-' if budget is None else f'{budget:g} {unit}'}) "
+          f"{row.verdict} {row.note}", flush=True)
+
+
+# ----------------------------------------------------------------------------- browser actions
+
+
+def new_page(browser):
+    ctx = browser.new_context(viewport=VIEWPORT, accept_downloads=True)
+    ctx.add_init_script(SETTLE_INIT_JS)
+    return ctx, ctx.new_page()
+
+
+def progress_seen(page, mark: float) -> bool:
+    return page.evaluate("(m) => (window.__segloss.progress || []).some(t => t >= m)", mark)
+
+
+def timed(page, action, **kw) -> float:
+    """Seconds from just before ``action()`` until the page settled."""
+    mark = js_now(page)
+    action()
+    return settle_seconds(page, mark, timeout_s=PAGE_TIMEOUT_S, **kw)
+
+
+def click_nav(page, label: str) -> float:
+    link = page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=label).first
+    return timed(page, link.click)
+
+
+def slider_thumb(page, label: str, where: str = ""):
+    slider = page.locator(f'{where} [data-testid="stSlider"]'.strip()).filter(
+        has=page.locator('[data-testid="stWidgetLabel"]', has_text=re.compile(label)))
+    return slider.first.locator('input[type="range"]')
+
+
+def nudge(page, label: str, where: str = "", key: str = "ArrowRight") -> float:
+    thumb = slider_thumb(page, label, where)
+    thumb.scroll_into_view_if_needed()
+    thumb.focus()
+    return timed(page, lambda: page.keyboard.press(key))
+
+
+def pick(page, label: str, option: str, where: str = "") -> float:
+    box = page.locator(f'{where} [data-testid="stSelectbox"]'.strip()).filter(has_text=label).first
+    box.scroll_into_view_if_needed()
+    box.click()
+    opt = page.get_by_role("option", name=option, exact=True).first
+    return timed(page, opt.click)
+
+
+# ----------------------------------------------------------------------------- single-user rows
+
+
+def single_user(browser, server, groups) -> None:
+    ctx, page = new_page(browser)
+    try:
+        page.goto(server.url + "/", timeout=PAGE_TIMEOUT_S * 1000)
+        first = settle_seconds(page, 0.0, timeout_s=PAGE_TIMEOUT_S)
+        if "start" in groups:
+            report("start", "first visit (load until settled)", 4.0, first)
+        for label in PAGES[1:] + PAGES[:1]:
+            secs = click_nav(page, label)
+            if "pages" in groups:
+                report("pages", f"open {label}", 1.5, secs)
+            if "nudge" in groups:
+                budget = 0.5 if label == "Playground" else 1.0
+                report("nudge", f"shift-x nudge on {label}", budget, nudge(page, "^shift x", '[data-testid="stSidebar"]'))
+            if "controls" in groups:
+                controls(page, label)
+        if "phantom" in groups:
+            secs = pick(page, "Preset", "phantom", '[data-testid="stSidebar"]')
+            report("phantom", "Playground: switch to the 5-class phantom", None, secs)
+            report("phantom", "shift-x nudge on Playground (phantom)", 0.5,
+                   nudge(page, "^shift x", '[data-testid="stSidebar"]'))
+    finally:
+        ctx.close()
+
+
+def controls(page, label: str) -> None:
+    main = '[data-testid="stMain"]'
+    if label == "Playground":
+        pick(page, "Loss to edit", "Focal loss", main)
+        report("controls", "Playground parameter slider (focal gamma)", 0.5, nudge(page, "^gamma", main))
+    elif label == "Gradient maps":
+        report("controls", "Gradient inspector slider (y row)", 0.5, nudge(page, r"^y \(row\)", main))
+        report("controls", "Gradient profile slider (position)", 0.5, nudge(page, r"^Position", main))
+    elif label == "Loss landscapes":
+        mark = js_now(page)
+        secs = nudge(page, "^Grid points per axis", main)
+        report("controls", "Landscape grid size 21 -> 31", 3.0, secs,
+               note="progress shown" if progress_seen(page, mark) else "no progress element seen")
+    elif label == "Metric agreement":
+        mark = js_now(page)
+        secs = nudge(page, "^Predictions", main)
+        report("controls", "Agreement population 100 -> 200 predictions", 3.0, secs,
+               note="progress shown" if progress_seen(page, mark) else "no progress element seen")
+    elif label == "What-if training":
+        mark = js_now(page)
+        secs = nudge(page, "^Steps$", main)
+        report("controls", "Training steps 200 -> 210", 3.0, secs,
+               note="progress shown" if progress_seen(page, mark) else "no progress element seen")
+
+
+# ----------------------------------------------------------------------------- 3-D volumes
+
+
+def make_volumes(folder: Path, shape=VOLUME_SHAPE) -> dict[str, tuple[Path, Path]]:
+    """Smooth 3-D phantoms (ellipsoids) with soft probabilities: ``{"binary"|"3-class": (gt, pred)}``.
+
+    Probabilities are sigmoids / softmaxes of smooth implicit functions of a shifted, slightly
+    larger copy, rounded to 1/255 so the .nii.gz stays under the upload cap."""
+    import nibabel as nib
+    import numpy as np
+
+    zz, yy, xx = np.meshgrid(*(np.linspace(-1, 1, s, dtype=np.float32) for s in shape), indexing="ij")
+
+    def blob(cz, cy, cx, rz, ry, rx):
+        return 1.0 - ((zz - cz) / rz) ** 2 - ((yy - cy) / ry) ** 2 - ((xx - cx) / rx) ** 2
+
+    outer = blob(0, 0, 0, 0.7, 0.75, 0.65)
+    inner = blob(0.1, -0.05, 0.05, 0.3, 0.28, 0.32)
+    outer_p = blob(0.03, 0.02, 0, 0.72, 0.74, 0.66)
+    inner_p = blob(0.13, -0.02, 0.05, 0.28, 0.3, 0.3)
+    affine = np.diag([1.0, 1.0, 1.2, 1.0])
+    out = {}
+    q = lambda a: (np.round(a * 255) / 255).astype(np.float32)  # noqa: E731
+    gt_bin = (outer > 0).astype(np.uint8)
+    p_bin = q(1 / (1 + np.exp(-8 * outer_p)))
+    gt3 = gt_bin + (inner > 0).astype(np.uint8)
+    logits = np.stack([np.zeros_like(outer), 8 * outer_p, 8 * outer_p + 12 * inner_p - 2], -1)
+    logits -= logits.max(-1, keepdims=True)
+    e = np.exp(logits)
+    p3 = q(e / e.sum(-1, keepdims=True))
+    p3[..., 0] = 1 - p3[..., 1] - p3[..., 2]
+    for name, gt, pred in (("binary", gt_bin, p_bin), ("3-class", gt3, np.clip(p3, 0, 1))):
+        g, p = folder / f"{name}_gt.nii.gz", folder / f"{name}_pred.nii.gz"
+        nib.save(nib.Nifti1Image(gt, affine), g)
+        nib.save(nib.Nifti1Image(pred, affine), p)
+        out[name] = (g, p)
+    return out
+
+
+def upload_3d(browser, server, volumes) -> None:
+    for kind, (gt, pred) in volumes.items():
+        ctx, page = new_page(browser)
+        try:
+            page.goto(server.url + "/", timeout=PAGE_TIMEOUT_S * 1000)
+            settle_seconds(page, 0.0, timeout_s=PAGE_TIMEOUT_S)
+            radio = page.locator('[data-testid="stSidebar"] [data-testid="stRadio"] label').filter(has_text="Upload")
+            timed(page, radio.first.click)
+            inputs = page.locator('[data-testid="stSidebar"] [data-testid="stFileUploaderDropzoneInput"]')
+            # the prediction first (alone it computes nothing); the clock runs from the ground truth
+            timed(page, lambda inputs=inputs, pred=pred: inputs.nth(1).set_input_files(str(pred)))
+            mark = js_now(page)
+            inputs.nth(0).set_input_files(str(gt))
+            secs = settle_seconds(page, mark, timeout_s=PAGE_TIMEOUT_S)
+            mb = (gt.stat().st_size + pred.stat().st_size) / 2**20
+            bad = page.get_by_text("Upload rejected").count()
+            report("upload3d", f"3-D {kind}: upload until the first view settles", 5.0, secs,
+                   note=("REJECTED; " if bad else "") + f"{mb:.0f} MB of .nii.gz"
+                   + ("; progress shown" if progress_seen(page, mark) else "; no progress element seen"))
+            for label in PAGES[1:] + PAGES[:1]:
+                report("upload3d", f"3-D {kind}: open {label}", 3.0, click_nav(page, label))
+        finally:
+            ctx.close()
+
+
+def evaluate_3d(volumes) -> None:
+    exe = Path(sys.executable).with_name("segloss")
+    for kind, (gt, pred) in volumes.items():
+        cmd = [str(exe) if exe.exists() else sys.executable, *([] if exe.exists() else ["-m", "segloss_core"]),
+               "evaluate", "--gt", str(gt), "--pred", str(pred)]
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        ok = os.waitstatus_to_exitcode(status) == 0
+        note = "" if ok else "exit status != 0: " + out.decode(errors="replace").strip().splitlines()[-1][:80]
+        report("evaluate", f"segloss evaluate, 3-D {kind}: wall", 10.0, wall if ok else None, note=note)
+        report("evaluate", f"segloss evaluate, 3-D {kind}: peak RSS", 1024.0, usage.ru_maxrss / 1024, "MB", note)
+
+
+# ----------------------------------------------------------------------------- landscape
+
+
+LANDSCAPE_SNIPPET = """
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import segloss_core as sc
+from segloss_core.presets import make_case
+case = make_case("disk", size=256)
+probs = case.probs.astype(np.{dtype})
+t1 = time.perf_counter()
+res = sc.landscape(probs, case.gt, n=41, device="cpu")
+t2 = time.perf_counter()
+print(json.dumps({{"imports": t1 - t0, "first": t2 - t1, "losses": list(res.losses)}}))
+"""
+
+
+def landscape_rows() -> None:
+    for dtype, budget in (("float32", 1.0), ("float64", 2.0)):
+        out = subprocess.run([sys.executable, "-c", LANDSCAPE_SNIPPET.format(dtype=dtype)], cwd=ROOT,
+                             capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        try:
+            res = json.loads(out.stdout.strip().splitlines()[-1])
+        except (IndexError, json.JSONDecodeError):
+            report("landscape", f"sc.landscape 41x41 256^2 first call, {dtype}", budget, None,
+                   note=(out.stderr.strip().splitlines() or ["no output"])[-1][:80])
+            continue
+        report("landscape", f"sc.landscape 41x41 256^2 first call, {dtype}", budget, res["first"],
+               note=f"fresh process, imports + case {res['imports']:.1f} s before it; {len(res['losses'])} losses")
+
+
+# ----------------------------------------------------------------------------- 20 sessions
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+async def _session(browser, url: str, delay: float, times: list, errors: list, ident: str) -> None:
+    await asyncio.sleep(delay)
+    ctx = await browser.new_context(viewport=VIEWPORT)
+    await ctx.add_init_script(SETTLE_INIT_JS)
+    page = await ctx.new_page()
+
+    async def settle(mark: float) -> float:
+        from playwright.async_api import TimeoutError as PlaywrightTimeoutError
+
+        args = {"mark": mark, "quiet": 300, "needRun": True}
+        try:
+            try:
+                await page.wait_for_function(
+                    "({mark}) => window.__segloss.events.some(e => e.t >= mark && e.s === 'running')",
+                    arg=args, timeout=10_000, polling=50)
+            except PlaywrightTimeoutError:
+                args["needRun"] = False
+            await page.wait_for_function(SETTLED_JS, arg=args, timeout=PAGE_TIMEOUT_S * 2000, polling=50)
+        except PlaywrightTimeoutError:
+            errors.append(f"{ident}: a page did not settle")
+            return float("inf")
+        return (await page.evaluate("() => window.__segloss.since") - mark) / 1000
+
+    try:
+        await page.goto(url, timeout=PAGE_TIMEOUT_S * 2000)
+        times.append(await settle(0.0))
+        for label in PAGES[1:]:
+            mark = await page.evaluate("() => { window.__segloss.since = null; return performance.now(); }")
+            await page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=label).first.click()
+            times.append(await settle(mark))
+        text = await page.inner_text("body")
+        if any(w in text for w in ("Traceback", "Something went wrong", "Exception")):
+            errors.append(f"{ident}: error text on a page")
+    except Exception as err:  # noqa: BLE001 - reported as a row note
+        errors.append(f"{ident}: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
+    finally:
+        await ctx.close()
+
+
+async def _sessions(url: str, queries: list[str], spread_s: float):
+    from playwright.async_api import async_playwright
+
+    times: list[float] = []
+    errors: list[str] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        n = len(queries)
+        await asyncio.gather(*(_session(browser, f"{url}/{q}", spread_s * i / max(1, n - 1), times, errors, f"#{i}")
+                               for i, q in enumerate(queries)))
+        await browser.close()
+    return times, errors
+
+
+def sessions_rows(n: int = 20, spread_s: float = 10.0) -> None:
+    from segloss_core.presets import PRESETS
+
+    names = list(PRESETS)
+    variants = {
+        "shared case": ["" for _ in range(n)],
+        "each its own case": [f"?preset={names[i % len(names)]}&shift_x={1 + i * 0.5:g}" for i in range(n)],
+    }
+    for label, queries in variants.items():
+        server = start_server()
+        try:
+            cpu0, t0 = _cpu_seconds(server.proc.pid), time.perf_counter()
+            times, errors = asyncio.run(_sessions(server.url, queries, spread_s))
+            wall, cpu = time.perf_counter() - t0, _cpu_seconds(server.proc.pid) - cpu0
+        finally:
+            stop_server(server)
+        done = sorted(t for t in times if t != float("inf"))
+        opens = len(times)
+        p50 = statistics.median(done) if done else None
+        p95 = done[min(len(done) - 1, int(round(0.95 * (len(done) - 1))))] if done else None
+        note = (f"{opens} page opens, {len(errors)} errors" + (f" ({errors[0]})" if errors else "")
+                + f"; all done after {wall:.0f} s; server {cpu / max(1, opens):.2f} CPU-s per page open")
+        report("sessions", f"{n} sessions, {label}: page p50", None, p50, note=note)
+        report("sessions", f"{n} sessions, {label}: page p95", 5.0 if label == "shared case" else 15.0,
+               p95 if not errors else None, note=note)
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def markdown_table(rows: list[Row]) -> str:
+    lines = ["| row | budget | measured | verdict | note |", "|---|---|---|---|---|"]
+    for r in rows:
+        budget = "-" if r.budget is None else f"≤ {r.budget:g} {r.unit}"
+        measured = "-" if r.measured is None else f"{r.measured:.2f} {r.unit}"
+        lines.append(f"| {r.name} | {budget} | {measured} | {r.verdict} | {r.note} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+    ap.add_argument("--only", default="", help=f"comma-separated groups of {', '.join(GROUPS)}")
+    ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
+    ap.add_argument("--sessions", type=int, default=20, help="concurrent sessions in the sessions group")
+    args = ap.parse_args(argv)
+    groups = set(QUICK if args.quick else GROUPS)
+    if args.only:
+        groups = {g.strip() for g in args.only.split(",") if g.strip()}
+        unknown = groups - set(GROUPS)
+        if unknown:
+            ap.error(f"unknown group(s) {', '.join(sorted(unknown))}; choose from {', '.join(GROUPS)}")
+    if not os.path.exists(CHROMIUM):
+        print(f"(browser benchmark unavailable: {CHROMIUM} is missing)")
+        return 0
+    try:
+        import streamlit
+        from playwright.sync_api import sync_playwright
+    except ImportError as err:
+        print(f"(browser benchmark unavailable: {err})")
+        return 0
+    print(f"Browser latency (Chromium via Playwright), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, "
+          f"{platform.node()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}, "
+          f"streamlit {streamlit.__version__}; groups: {', '.join(g for g in GROUPS if g in groups)}", flush=True)
+    browser_groups = groups & {"start", "pages", "nudge", "controls", "phantom", "upload3d"}
+    with tempfile.TemporaryDirectory(prefix="segloss-bench-") as tmp:
+        volumes = make_volumes(Path(tmp)) if groups & {"upload3d", "evaluate"} else {}
+        if browser_groups:
+            server = start_server()
+            try:
+                if "start" in groups:
+                    report("start", "server start until it accepts connections", 20.0, server.started_s)
+                with sync_playwright() as p:
+                    browser = launch_browser(p)
+                    if browser_groups - {"upload3d"}:
+                        single_user(browser, server, groups)
+                    if "upload3d" in groups:
+                        upload_3d(browser, server, volumes)
+                    browser.close()
+            finally:
+                stop_server(server)
+        if "evaluate" in groups:
+            evaluate_3d(volumes)
+    if "landscape" in groups:
+        landscape_rows()
+    if "sessions" in groups:
+        sessions_rows(args.sessions)
+    print()
+    print(markdown_table(ROWS))
+    failed = [r for r in ROWS if r.verdict in ("FAIL", "error")]
+    print(f"\n{len(ROWS) - len(failed)}/{len(ROWS)} rows within budget (or reported only).")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{**asdict(r), "verdict": r.verdict} for r in ROWS], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

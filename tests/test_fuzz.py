@@ -174,6 +174,10 @@ def _param_value(draw, name: str, spec, c: int):
             return None if total == 0 else [v / total for v in raw]
         return draw(st.one_of(st.none(), st.lists(st.sampled_from((0.0, 1e-3, 0.5, 1.0, 10.0)),
                                                   min_size=c, max_size=c)))
+    if spec.kind == "matrix":  # None (= 1 - I) or a random distance matrix: zero diagonal, entries >= 0
+        entries = draw(st.lists(st.sampled_from((0.0, 0.25, 1.0, 3.0)), min_size=c * c, max_size=c * c))
+        rows = [[0.0 if i == j else entries[i * c + j] + 0.5 for j in range(c)] for i in range(c)]
+        return draw(st.one_of(st.none(), st.just(rows)))
     lo, hi = spec.range
     if spec.kind == "int":
         return draw(st.sampled_from((spec.default, int(lo), int(hi))))

@@ -11,7 +11,7 @@ from segloss_core.registry import CATEGORIES
 EXPECTED = {
     "ce", "wce", "topk", "focal", "dpce",
     "sensitivity_specificity", "dice", "iou", "tversky", "generalized_dice", "focal_tversky",
-    "asymmetric", "penalty_gdl", "lovasz_softmax", "lovasz_hinge",
+    "asymmetric", "penalty_gdl", "lovasz_softmax", "lovasz_hinge", "mcc", "wasserstein_dice",
     "boundary", "hausdorff_dt",
     "combo", "exp_log", "dice_ce", "region_size",
 }

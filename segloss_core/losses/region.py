@@ -644,6 +644,125 @@ def lovasz_hinge_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: s
 # registry entries
 # ----------------------------------------------------------------------------------------------
 
+def mcc_from_stats(conf: SoftConfusion, *, smooth_nr: float = 0.0, smooth_dr: float = 1e-5,
+                   include_background: bool = True, batch: bool = False) -> torch.Tensor:
+    """Per-sample Matthews-correlation loss ``(B,)`` from a :class:`SoftConfusion` (see :func:`mcc_loss`)."""
+    bsz = conf.tp.shape[0]
+    c = _select(conf, include_background, batch)
+    tp, fp, fn = c.tp, c.fp, c.fn
+    tn = c.n_pixels - tp - fp - fn  # = sum (1 - p)(1 - g), for soft targets too
+    den2 = (tp + fp) * (tp + fn) * (tn + fp) * (tn + fn) + smooth_dr
+    undefined = den2 == 0  # only with smooth_dr = 0: MCC 0 (no sqrt(0) in the graph)
+    mcc = (tp * tn - fp * fn + smooth_nr) / torch.sqrt(torch.where(undefined, torch.ones_like(den2), den2))
+    mcc = torch.where(undefined, torch.zeros_like(mcc), mcc)
+    perfect = (fp == 0) & (fn == 0)
+    return _per_sample(torch.where(perfect, torch.zeros_like(mcc), 1 - mcc), bsz)
+
+
+def mcc_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", smooth_nr: float = 0.0,
+             smooth_dr: float = 1e-5, include_background: bool = True, batch: bool = False) -> torch.Tensor:
+    r"""Matthews-correlation-coefficient loss on the soft confusion matrix (Abhishek & Hamarneh).
+
+    .. math::
+        \mathcal{L}_{MCC} = 1 - \frac{1}{|C|}\sum_c \frac{TP_c\,TN_c - FP_c\,FN_c + s_{nr}}
+        {\sqrt{(TP_c + FP_c)(TP_c + FN_c)(TN_c + FP_c)(TN_c + FN_c) + s_{dr}}},
+        \qquad TN_c = N - TP_c - FP_c - FN_c
+
+    Convention:
+        Per sample and class (region-loss convention, :func:`segloss_core.stats.soft_confusion`),
+        then the mean over classes and ``reduction``; ``batch=True`` pools the batch. Both
+        smoothing terms are MONAI's (``smooth_nr = 0`` in the numerator, ``smooth_dr = 1e-5`` under
+        the square root). A class predicted exactly (``FP = FN = 0``) scores 0, as MONAI does (the
+        ratio would tend to 0, not 1, when ``TP = 0`` or ``TN = 0``); with ``smooth_dr = 0`` a ratio
+        whose denominator vanishes (a class empty or never predicted) counts as MCC 0 (MONAI: NaN). Range [0, 2]: 1 is a
+        prediction uncorrelated with the target, 2 the complement. Unlike Dice, ``TN`` enters, so
+        the background of a large image dilutes nothing: MCC is symmetric in the two classes of a
+        binary case. Soft targets are allowed (``TN = \sum (1 - p)(1 - g)`` holds for them).
+        Equals MONAI 1.6.1 ``MCCLoss(include_background, batch)`` on probabilities.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot (or soft) target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        smooth_nr: added to the numerator.
+        smooth_dr: added under the square root of the denominator.
+        include_background: keep channel 0.
+        batch: pool TP / FP / FN / TN over the batch.
+
+    Reference: Abhishek & Hamarneh, "Matthews correlation coefficient loss for deep convolutional
+    networks: application to skin lesion segmentation", ISBI 2021; MONAI 1.6.1 ``MCCLoss``.
+    """
+    return _region(mcc_from_stats, probs, target, reduction, False, batch, smooth_nr=smooth_nr,
+                   smooth_dr=smooth_dr, include_background=include_background)
+
+
+def _distance_matrix(dist_matrix, num_classes: int, like: torch.Tensor) -> torch.Tensor:
+    """``M`` as a ``(C, C)`` tensor scaled to a largest entry of 1 (MONAI); ``None`` = ``1 - I``."""
+    if dist_matrix is None:
+        m = 1 - torch.eye(num_classes, dtype=like.dtype, device=like.device)
+    else:
+        m = torch.as_tensor(dist_matrix, dtype=like.dtype).to(like.device)
+        if m.shape != (num_classes, num_classes):
+            raise ValueError(f"dist_matrix is {m.shape[0]}x{m.shape[-1]} but the prediction has C={num_classes} "
+                             "classes")
+    return m / m.max()
+
+
+def wasserstein_dice_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
+                          dist_matrix=None, weighting_mode: str = "default", smooth: float = SMOOTH) -> torch.Tensor:
+    r"""Generalised Wasserstein Dice loss (Fidon et al.): Dice whose errors are class distances.
+
+    .. math::
+        W_i = \sum_{c} M_{l_i c}\, s_{ic},\qquad
+        TP = \sum_i \alpha_{l_i} (1 - W_i),\qquad
+        \mathcal{L}_{GWD} = 1 - \frac{2\,TP + s}{2\,TP + \sum_i W_i + s}
+
+    where :math:`l_i` is pixel ``i``'s label, :math:`M` the ``C x C`` distance matrix between classes
+    and :math:`W_i` the Wasserstein distance between the prediction and the label's one-hot
+    distribution. ``weighting_mode="default"``: :math:`\alpha = (0, 1, \dots, 1)` (background
+    weight 0, Fidon et al.); ``"GDL"`` (Tilborghs et al.): :math:`\alpha_c = 1 / (\sum_i g_{ic} + 1)`
+    and the denominator is :math:`\sum_i \alpha_{l_i} (2 - W_i) + s`.
+
+    Convention:
+        Per sample, then ``reduction``. ``dist_matrix`` ``None`` = :math:`1 - I` (every confusion
+        costs 1); a given matrix must be ``C x C``, non-negative with a zero diagonal, and is
+        divided by its largest entry (as MONAI does). With :math:`M = 1 - I`,
+        :math:`W_i = 1 - s_{i l_i}`. **Hard targets only**: ``target`` must be one-hot (the
+        registry reports "n/a" for soft targets). Equals MONAI 1.6.1
+        ``GeneralizedWassersteinDiceLoss(dist_matrix=M, weighting_mode, smooth_nr=s, smooth_dr=s)``
+        fed the logits :math:`\log s` and the label map (MONAI applies the softmax itself).
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        dist_matrix: ``C x C`` distances between classes (``None`` = ``1 - I``).
+        weighting_mode: ``"default"`` | ``"GDL"``.
+        smooth: added to numerator and denominator.
+
+    Reference: Fidon et al., "Generalised Wasserstein Dice score for imbalanced multi-class segmentation
+    using holistic convolutional networks", BrainLes (MICCAI) 2017; Tilborghs et al., arXiv 2007.15546
+    (GDL weighting); MONAI 1.6.1 ``GeneralizedWassersteinDiceLoss``.
+    """
+    if weighting_mode not in ("default", "GDL"):
+        raise ValueError(f"weighting_mode must be 'default' or 'GDL', got {weighting_mode!r}")
+    m = _distance_matrix(dist_matrix, probs.shape[1], probs)
+    p, g = probs.flatten(2), target.flatten(2)  # (B, C, N)
+    wass = (g * torch.einsum("kc,bcn->bkn", m, p)).sum(1)  # (B, N): sum_c M[l_i, c] p_ic
+    if weighting_mode == "GDL":
+        alpha = 1 / (g.sum(2) + 1)
+    else:
+        alpha = torch.ones(g.shape[:2], dtype=g.dtype, device=g.device)
+        alpha[:, 0] = 0
+    alpha_px = (g * alpha[..., None]).sum(1)  # (B, N): alpha of each pixel's label
+    true_pos = (alpha_px * (1 - wass)).sum(1)
+    if weighting_mode == "GDL":
+        denom = (alpha_px * (2 - wass)).sum(1)
+    else:
+        denom = 2 * true_pos + wass.sum(1)
+    return reduce_samples(1 - _safe_ratio(2 * true_pos + smooth, denom + smooth), reduction)
+
+
 _TVERSKY_PARAMS = {
     "alpha": ParamSpec(0.3, "float", "weight of false positives", range=(0.0, 1.0), step=0.05),
     "beta": ParamSpec(0.7, "float", "weight of false negatives", range=(0.0, 1.0), step=0.05),
@@ -793,5 +912,45 @@ SPECS = [
         binary_only=True,
         summary="Lovász extension of the foreground Jaccard loss on hinge errors of the logit margin; "
         "binary segmentation only.",
+    ),
+    LossSpec(
+        name="mcc",
+        title="Matthews correlation (MCC)",
+        category="region",
+        fn=mcc_loss,
+        formula=r"1-\frac{1}{|C|}\sum_c\frac{TP_c TN_c - FP_c FN_c}"
+        r"{\sqrt{(TP_c+FP_c)(TP_c+FN_c)(TN_c+FP_c)(TN_c+FN_c)}}",
+        reference="Abhishek & Hamarneh, ISBI 2021 (MONAI MCCLoss); not in Ma 2020",
+        params={
+            "smooth_nr": ParamSpec(0.0, "float", "added to the numerator (MONAI default 0)", range=(0.0, 1.0),
+                                   step=1e-5),
+            "smooth_dr": ParamSpec(1e-5, "float", "added under the square root of the denominator (MONAI default "
+                                   "1e-5)", range=(0.0, 1.0), step=1e-5),
+            "include_background": ParamSpec(True, "bool", _HELP_BG),
+            "batch": ParamSpec(False, "bool", _HELP_BATCH),
+        },
+        from_stats=mcc_from_stats,
+        summary="One minus the soft Matthews correlation between prediction and target: unlike Dice it "
+        "counts true negatives, so it rewards getting the background right as much as the object.",
+    ),
+    LossSpec(
+        name="wasserstein_dice",
+        title="Generalised Wasserstein Dice",
+        category="region",
+        fn=wasserstein_dice_loss,
+        formula=r"1-\frac{2\sum_i \alpha_{l_i}(1-W_i)}{2\sum_i \alpha_{l_i}(1-W_i)+\sum_i W_i},\ "
+        r"W_i=\sum_c M_{l_i c}\, s_{ic}",
+        reference="Fidon et al., BrainLes 2017 (MONAI GeneralizedWassersteinDiceLoss); not in Ma 2020",
+        params={
+            "dist_matrix": ParamSpec(None, "matrix", "C x C distances between classes, rows separated by ';' "
+                                     "(e.g. 0,1,1;1,0,0.5;1,0.5,0); empty = 1 - I (every confusion costs 1). "
+                                     "Scaled to a largest entry of 1."),
+            "weighting_mode": ParamSpec("default", "choice", "default: background weight 0, others 1 (Fidon); "
+                                        "GDL: 1 / (class volume + 1) (Tilborghs)", choices=("default", "GDL")),
+            "smooth": _smooth_param(),
+        },
+        hard_targets_only=True,
+        summary="Dice in which a wrong class costs its distance to the true class (matrix M): confusing two "
+        "tumour sub-regions can cost less than calling tumour background.",
     ),
 ]

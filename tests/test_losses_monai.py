@@ -1,0 +1,127 @@
+"""The losses MONAI 1.6 has that segloss added: each equals MONAI's class with MONAI's default parameters on
+segloss's convention (probabilities, one-hot targets), float64, 2-D and 3-D, B = 2 (unless said), plus
+gradcheck on tiny inputs and the engine capabilities they brought (matrix parameters, hard targets only)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+import segloss_core as sc
+
+monai_losses = pytest.importorskip("monai.losses")
+
+SHAPES = [(2, 3, 20, 22), (2, 3, 7, 9, 10), (2, 2, 18, 16), (2, 2, 6, 8, 9)]
+RTOL = 1e-12
+
+
+def make_pair(shape, seed=0, dtype=torch.float64):
+    """(probs, one-hot target): smooth random label blobs, a noisy softmax around a shifted copy."""
+    b, c, *spatial = shape
+    rng = np.random.default_rng(seed)
+    noise = ndimage.gaussian_filter(rng.standard_normal((b, c, *spatial)), sigma=(0, 0) + (1.5,) * len(spatial))
+    noise[:, 0] += 0.3 * noise.std()
+    labels = torch.from_numpy(noise.argmax(1))
+    target = sc.one_hot(labels, c, dtype=dtype)
+    gen = torch.Generator().manual_seed(seed)
+    logits = 3 * target.roll(1, dims=-1) + torch.randn(target.shape, generator=gen, dtype=dtype)
+    return torch.softmax(logits, 1), target
+
+
+def close(ours, ref, rtol=RTOL):
+    ours, ref = torch.as_tensor(ours, dtype=torch.float64), torch.as_tensor(ref, dtype=torch.float64)
+    torch.testing.assert_close(ours, ref, rtol=rtol, atol=1e-14)
+
+
+def gradcheck(name, shape=(2, 2, 5, 6), seed=3, **params):
+    probs, target = make_pair(shape, seed)
+    logits = torch.log(probs).detach().requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda z: sc.compute(name, torch.softmax(z, 1), target, **params), (logits,),
+                                    eps=1e-6, atol=1e-6, rtol=1e-5)
+
+
+# ----------------------------------------------------------------------------------------------
+# mcc
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_mcc_matches_monai(shape):
+    probs, target = make_pair(shape)
+    close(sc.compute("mcc", probs, target), monai_losses.MCCLoss()(probs, target))
+    per_class = monai_losses.MCCLoss(reduction="none")(probs, target)  # (B, C)
+    close(sc.compute("mcc", probs, target, reduction="none"), per_class.mean(1))
+    close(sc.compute("mcc", probs, target, batch=True, include_background=False),
+          monai_losses.MCCLoss(batch=True, include_background=False)(probs, target))
+
+
+def test_mcc_perfect_prediction_is_zero_and_complement_is_two():
+    _, target = make_pair((2, 2, 12, 12))
+    assert float(sc.compute("mcc", target, target)) == 0.0
+    close(sc.compute("mcc", target.flip(1), target), monai_losses.MCCLoss()(target.flip(1), target), rtol=1e-9)
+    assert float(sc.compute("mcc", target.flip(1), target)) == pytest.approx(2.0, abs=1e-6)
+
+
+def test_mcc_gradcheck():
+    gradcheck("mcc")
+    gradcheck("mcc", batch=True, smooth_nr=1e-3)
+
+
+# ----------------------------------------------------------------------------------------------
+# wasserstein_dice
+# ----------------------------------------------------------------------------------------------
+
+
+def _labels(target):
+    return target.argmax(1, keepdim=True)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("mode", ["default", "GDL"])
+def test_wasserstein_dice_matches_monai(shape, mode):
+    probs, target = make_pair(shape)
+    c = shape[1]
+    eye = 1 - torch.eye(c, dtype=torch.float64)
+    ref = monai_losses.GeneralizedWassersteinDiceLoss(dist_matrix=eye, weighting_mode=mode)
+    # MONAI applies the softmax itself: fed z = log p it sees p again. Its GDL weights are float32.
+    rtol = RTOL if mode == "default" else 1e-6
+    close(sc.compute("wasserstein_dice", probs, target, weighting_mode=mode), ref(torch.log(probs), _labels(target)),
+          rtol)
+    close(sc.compute("wasserstein_dice", probs, target, weighting_mode=mode, reduction="none"),
+          monai_losses.GeneralizedWassersteinDiceLoss(dist_matrix=eye, weighting_mode=mode, reduction="none")(
+              torch.log(probs), _labels(target)), rtol)
+
+
+def test_wasserstein_dice_user_matrix_matches_monai():
+    probs, target = make_pair((2, 3, 16, 17), seed=5)
+    m = np.array([[0.0, 2.0, 2.0], [2.0, 0.0, 1.0], [2.0, 1.0, 0.0]])  # MONAI scales it to max 1, so do we
+    ref = monai_losses.GeneralizedWassersteinDiceLoss(dist_matrix=m)(torch.log(probs), _labels(target))
+    close(sc.compute("wasserstein_dice", probs, target, dist_matrix=m.tolist()), ref)
+    close(sc.compute("wasserstein_dice", probs, target, dist_matrix="0,2,2;2,0,1;2,1,0"), ref)
+    # cheaper confusions cost less than the default 1 - I
+    assert float(sc.compute("wasserstein_dice", probs, target, dist_matrix=m.tolist())) < float(
+        sc.compute("wasserstein_dice", probs, target))
+
+
+def test_wasserstein_dice_reports_soft_targets_and_bad_matrices():
+    probs, target = make_pair((1, 3, 10, 10))
+    soft = 0.8 * target + 0.2 / 3
+    assert sc.compute_all(probs, soft, ["wasserstein_dice"])["wasserstein_dice"] == "n/a: hard (one-hot) targets only"
+    out = sc.losses_and_grads(["wasserstein_dice", "dice"], probs, soft)
+    assert out["wasserstein_dice"] == "hard (one-hot) targets only" and isinstance(out["dice"], tuple)
+    with pytest.raises(ValueError, match="hard"):
+        sc.compute("wasserstein_dice", probs, soft)
+    for bad, msg in [("0,1;1,0", "C=3"), ("0,1,1;1,0,1", "square"), ("1,1,1;1,0,1;1,1,0", "diagonal"),
+                     ("0,-1,1;1,0,1;1,1,0", "non-negative")]:
+        with pytest.raises(ValueError, match=msg) as info:
+            sc.compute("wasserstein_dice", probs, target, dist_matrix=bad)
+        assert "\n" not in str(info.value)
+    assert sc.compute_all(probs, target, ["wasserstein_dice"], params={"wasserstein_dice": {"dist_matrix": "0,1;1,0"}})[
+        "wasserstein_dice"].startswith("n/a: dist_matrix is 2x2")
+
+
+def test_wasserstein_dice_gradcheck():
+    gradcheck("wasserstein_dice", (2, 3, 5, 6))
+    gradcheck("wasserstein_dice", (2, 3, 5, 6), weighting_mode="GDL", dist_matrix="0,1,2;1,0,1;2,1,0")

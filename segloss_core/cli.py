@@ -133,6 +133,8 @@ def _coerce(spec, key: str, text: str) -> Any:
             if str(choice).lower() == low:
                 return choice
         raise ValueError(f"parameter {key!r} must be one of {[str(c) for c in spec.choices or ()]}, got {text!r}")
+    if kind == "matrix":  # rows separated by ';': 0,1;1,0 (quote it in a shell); blank or none = default
+        return spec.validate(key, text)
     if kind == "floats":
         if low in ("none", "null", ""):
             return None

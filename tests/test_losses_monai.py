@@ -4,6 +4,8 @@ gradcheck on tiny inputs and the engine capabilities they brought (matrix parame
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -125,3 +127,25 @@ def test_wasserstein_dice_reports_soft_targets_and_bad_matrices():
 def test_wasserstein_dice_gradcheck():
     gradcheck("wasserstein_dice", (2, 3, 5, 6))
     gradcheck("wasserstein_dice", (2, 3, 5, 6), weighting_mode="GDL", dist_matrix="0,1,2;1,0,1;2,1,0")
+
+
+def test_matrix_parameter_through_the_cli(tmp_path, capsys):
+    from segloss_core import cli
+
+    gt = np.zeros((16, 16), np.uint8)
+    gt[3:9, 3:9], gt[11:14, 2:14] = 1, 2
+    pred = gt.copy()
+    pred[5:7, 5:14] = 2
+    np.save(tmp_path / "gt.npy", gt)
+    np.save(tmp_path / "pred.npy", pred)
+    base = ["evaluate", "--gt", str(tmp_path / "gt.npy"), "--pred", str(tmp_path / "pred.npy"),
+            "--losses", "wasserstein_dice", "--json"]
+    assert cli.main(base + ["--param", "wasserstein_dice.dist_matrix=0,1,1;1,0,0.5;1,0.5,0"]) == 0
+    value = json.loads(capsys.readouterr().out)["losses"]["wasserstein_dice"]
+    probs, target = sc.one_hot(torch.from_numpy(pred)[None], 3, dtype=torch.float64), sc.one_hot(
+        torch.from_numpy(gt)[None], 3, dtype=torch.float64)
+    m = [[0, 1, 1], [1, 0, 0.5], [1, 0.5, 0]]
+    assert value == pytest.approx(float(sc.compute("wasserstein_dice", probs, target, dist_matrix=m)), rel=1e-6)
+    assert cli.main(base + ["--param", "wasserstein_dice.dist_matrix=0,1;1"]) == 2
+    err = capsys.readouterr().err
+    assert "square matrix" in err and err.count("\n") == 1

@@ -9,7 +9,7 @@ from segloss_core import get_loss, list_losses
 from segloss_core.conventions import CONVENTIONS, convention_params
 
 from .session import current_params, set_params
-from .widgets import spec_widget
+from .widgets import TEXT_KINDS, param_text, parse_param_text, spec_widget
 
 CONV_KEY = "segloss_convention"
 SKIPPED_KEY = "segloss_convention_skipped"
@@ -53,11 +53,9 @@ def _on_edit(loss: str, param: str) -> None:
     """Store an edited value in the shared parameters (only values that differ from defaults)."""
     spec = get_loss(loss)
     value = st.session_state.get(widget_key(loss, param))
-    if spec.params[param].kind == "floats":
-        from .widgets import parse_floats
-
+    if spec.params[param].kind in TEXT_KINDS:
         try:
-            value = parse_floats(value)
+            value = parse_param_text(spec.params[param], value, param)
         except ValueError:
             return  # shown next to the widget
     params = {k: dict(v) for k, v in current_params().items()}
@@ -106,17 +104,15 @@ def editor() -> None:
         key = widget_key(loss, pname)
         if key not in st.session_state:
             value = mine.get(pname, pspec.default)
-            if pspec.kind == "floats":
-                value = "" if value is None else ", ".join(f"{float(v):g}" for v in value)
+            if pspec.kind in TEXT_KINDS:
+                value = param_text(pspec, value)
             st.session_state[key] = value
         box = cols[i % 2]
         spec_widget(pspec, key, name=pname, slider=_slider_ok(pspec), container=box,
                     on_change=_on_edit, args=(loss, pname))
-        if pspec.kind == "floats":
-            from .widgets import parse_floats
-
+        if pspec.kind in TEXT_KINDS:
             try:
-                parse_floats(st.session_state.get(key))
+                parse_param_text(pspec, st.session_state.get(key), pname)
             except ValueError as err:
                 box.error(str(err))
     c1, c2 = st.columns([1, 3])

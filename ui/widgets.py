@@ -50,6 +50,15 @@ def spec_widget(spec, key: str, *, label: str | None = None, name: str = "", bin
         text = box.text_input(label, **({"value": _floats_text(value)} if init else {}),
                               placeholder="empty = none; e.g. 1, 2.5", **common)
         return parse_floats(text)
+    if kind == "matrix":
+        from segloss_core.spec import matrix_text
+
+        text = box.text_input(label, **({"value": matrix_text(value)} if init else {}),
+                              placeholder="empty = default; rows separated by ';', e.g. 0,1;1,0", **common)
+        try:
+            return parse_param_text(spec, text, name or key)
+        except ValueError:
+            return None  # callers show the message next to the widget (ui.params.editor)
     rng = getattr(spec, "range", None)
     if kind == "int":
         lo, hi = (int(rng[0]), int(rng[1])) if rng else (None, None)
@@ -74,6 +83,25 @@ def _floats_text(value) -> str:
     if isinstance(value, (int, float)):
         return f"{value:g}"
     return ", ".join(f"{float(v):g}" for v in value)
+
+
+TEXT_KINDS = ("floats", "matrix")
+
+
+def param_text(spec, value) -> str:
+    """A text-input kind's value as the text its widget shows (``None`` -> ``""``)."""
+    if spec.kind == "matrix":
+        from segloss_core.spec import matrix_text
+
+        return matrix_text(value)
+    return _floats_text(value)
+
+
+def parse_param_text(spec, text: str | None, name: str = "value"):
+    """The text of a ``"floats"`` or ``"matrix"`` widget -> its value; bad text -> ``ValueError`` (one line)."""
+    if spec.kind == "matrix":
+        return spec.validate(name, text)
+    return parse_floats(text)
 
 
 def parse_floats(text: str | None):

@@ -5,6 +5,7 @@ import streamlit as st
 from segloss_core import get_loss
 from segloss_core import playground as pg
 from segloss_core.conventions import conventions_in_force
+from segloss_core.metrics import METRIC_DEFINITIONS
 from segloss_core.plots.masks import case_figure
 from segloss_core.plots.table import delta_bar_figure
 from ui import cache
@@ -69,6 +70,8 @@ def metrics_panel(case) -> None:
         names = [r["class"] for r in counts]
         pick = st.selectbox("Class in the Dice formula", names, key="dice_class")
         row = counts[names.index(pick)]
+    with st.expander("How HD95 and ASSD are defined"):
+        st.markdown("\n\n".join(METRIC_DEFINITIONS[k] for k in ("hd95", "assd")))
     st.latex(pg.dice_latex(row["tp"], row["fp"], row["fn"]))
     st.caption(f"Live hard counts of the arg-max prediction for '{row['class']}': TP {row['tp']:,}, "
                f"FP {row['fp']:,}, FN {row['fn']:,} pixels.")

@@ -28,7 +28,12 @@ from .stats import SoftConfusion, soft_confusion
 def metrics(pred, gt, spacing=None, **kwargs):
     """Dice, Jaccard, precision, recall, HD, HD95, ASSD of a hard prediction vs a label map.
 
-    See :func:`segloss_core.metrics.segmentation_metrics`.
+    HD95 is the larger of the two directed 95th percentiles of the distances between surface voxel
+    centres, as MONAI's ``compute_hausdorff_distance(percentile=95)`` (medpy pools both directions
+    before one percentile; DeepMind's surface-distance weights surface elements by area: both can give
+    other numbers). ASSD is the mean of the distances of both directions pooled, as MONAI's
+    ``compute_average_surface_distance(symmetric=True)`` and medpy's ``assd`` from version 0.5.
+    See :func:`segloss_core.metrics.segmentation_metrics` and ``METRIC_DEFINITIONS`` there.
     """
     from .metrics import segmentation_metrics
 

@@ -43,6 +43,23 @@ from .distance import normalize_spacing
 
 METRIC_NAMES = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
 
+#: The surface-distance definitions used here, with how other libraries differ (shown beside the
+#: metrics in the app). Surface voxels: mask voxels with a 4- (2-D) / 6-neighbour (3-D) outside the
+#: mask; distances between voxel centres, times the spacing.
+METRIC_DEFINITIONS = {
+    "hd": "HD: the largest distance from a surface voxel of either mask to the other mask's surface "
+          "(the larger of the two directed maxima).",
+    "hd95": "HD95: the larger of the two directed 95th percentiles of the distances between surface voxel "
+            "centres (prediction → ground truth and ground truth → prediction, linear interpolation), as "
+            "MONAI's compute_hausdorff_distance(percentile=95). medpy's hd95 takes one percentile of both "
+            "directions pooled, and DeepMind's surface-distance weights each surface element by its area, "
+            "so both can give other numbers on the same masks.",
+    "assd": "ASSD: the mean of the distances of both directions pooled (every surface voxel of either mask "
+            "to the other mask's surface), as MONAI's compute_average_surface_distance(symmetric=True) and "
+            "medpy's assd from version 0.5; older medpy versions averaged the two directed means, which "
+            "differs when the two surfaces have different sizes.",
+}
+
 
 class ConfusionCounts(NamedTuple):
     """Pixel counts of a binary prediction against a binary ground truth."""
@@ -162,6 +179,16 @@ def segmentation_metrics(
     r"""Dice, Jaccard, precision, recall, HD, HD95 and ASSD of a hard prediction against a ground truth.
 
     See the module docstring for the formulas and the empty-mask policy (undefined -> ``None``).
+    Surface distances (:data:`METRIC_DEFINITIONS`):
+
+    - HD95: the larger of the two directed 95th percentiles of the distances between surface voxel
+      centres (prediction -> ground truth and ground truth -> prediction), as MONAI's
+      ``compute_hausdorff_distance(percentile=95)``. medpy's ``hd95`` takes one percentile of both
+      directions pooled, and DeepMind's surface-distance weights each surface element by its area,
+      so both can give other numbers on the same masks.
+    - ASSD: the mean of the distances of both directions pooled, as MONAI's
+      ``compute_average_surface_distance(symmetric=True)`` and medpy's ``assd`` from version 0.5
+      (older medpy versions averaged the two directed means).
 
     Args:
         pred: hard prediction, ``(H, W)`` or ``(D, H, W)``: a ``bool`` mask or an integer label map
@@ -206,6 +233,7 @@ def mean_over_classes(per_class: dict) -> dict[str, float | None]:
 
 
 __all__ = [
+    "METRIC_DEFINITIONS",
     "METRIC_NAMES",
     "ConfusionCounts",
     "confusion_counts",

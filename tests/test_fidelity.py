@@ -136,3 +136,73 @@ def test_penalty_gdl_shrinks_a_good_predictions_loss_as_its_summary_says():
     for text in (spec.summary, spec.fn.__doc__):
         assert f"L_GD {gdl_bad:.2f} → {pen_bad:.2f}" in text
     assert pen / gdl < 0.3 < 0.9 < pen_bad / gdl_bad
+
+
+# ------------------------------------------------------------------------ metric definitions, stated and true
+
+
+def _directed(pm: np.ndarray, gm: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Directed surface distances pred -> GT and GT -> pred by distance transforms (medpy's method)."""
+    from scipy import ndimage
+
+    def surface(m):
+        return m & ~ndimage.binary_erosion(m, border_value=0)
+
+    sp, sg = surface(pm), surface(gm)
+    return ndimage.distance_transform_edt(~sg)[sp], ndimage.distance_transform_edt(~sp)[sg]
+
+
+def _blob_pairs() -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(pred, gt) pairs: a big disk found exactly and a 3 x 3 blob far away missed (only GT -> pred has
+    long distances, on under 5 % of the pooled surface), and a small disk found exactly plus a big
+    false-positive disk far away (surfaces of very different sizes)."""
+    yy, xx = np.mgrid[:96, :96]
+    big = (yy - 40) ** 2 + (xx - 40) ** 2 <= 20**2
+    blob = (np.abs(yy - 85) <= 1) & (np.abs(xx - 85) <= 1)
+    small = (yy - 10) ** 2 + (xx - 85) ** 2 <= 4**2
+    return (big, big | blob), (small | big, small)
+
+
+def test_hd95_and_assd_are_the_stated_definitions_and_differ_from_the_pooled_ones():
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
+
+    for pred, gt in _blob_pairs():
+        m = sc.metrics(pred, gt)
+        d_pg, d_gp = _directed(pred, gt)
+        # segloss = max of the directed 95th percentiles (MONAI) and the mean of the pooled distances
+        assert m["hd95"] == pytest.approx(max(np.percentile(d_pg, 95), np.percentile(d_gp, 95)), rel=1e-12)
+        assert m["assd"] == pytest.approx(np.concatenate([d_pg, d_gp]).mean(), rel=1e-12)
+        onehot = [torch.from_numpy(np.stack([~x, x]))[None].double() for x in (pred, gt)]
+        assert m["hd95"] == pytest.approx(float(compute_hausdorff_distance(*onehot, percentile=95)), rel=1e-6)
+        assert m["assd"] == pytest.approx(float(compute_average_surface_distance(*onehot, symmetric=True)),
+                                          rel=1e-6)
+    # medpy's hd95 (one percentile of both directions pooled) and the mean of the two directed means
+    # (medpy before 0.5) give other numbers
+    (pred, gt), (pred2, gt2) = _blob_pairs()
+    d_pg, d_gp = _directed(pred, gt)
+    assert np.percentile(np.concatenate([d_pg, d_gp]), 95) < 0.5 * sc.metrics(pred, gt)["hd95"]
+    d_pg, d_gp = _directed(pred2, gt2)
+    assert (d_pg.mean() + d_gp.mean()) / 2 < 0.8 * sc.metrics(pred2, gt2)["assd"]
+
+
+def test_metric_definitions_are_stated_in_the_docstrings_and_beside_the_metrics():
+    import importlib
+
+    metrics_module = importlib.import_module("segloss_core.metrics")  # sc.metrics is the function
+    defs = metrics_module.METRIC_DEFINITIONS
+    assert set(defs) >= {"hd", "hd95", "assd"}
+    for key, phrase in (("hd95", "larger of the two directed 95th percentiles"),
+                        ("assd", "mean of the distances of both directions pooled")):
+        assert phrase in defs[key]
+        for doc in (metrics_module.segmentation_metrics.__doc__, sc.metrics.__doc__):
+            assert phrase in " ".join(doc.split()), doc
+    for lib in ("MONAI", "medpy", "DeepMind"):
+        assert lib in defs["hd95"] + defs["assd"]
+        for doc in (metrics_module.segmentation_metrics.__doc__, sc.metrics.__doc__):
+            assert lib in doc
+    from tests.page_helpers import disk_case, run_page
+
+    at = run_page("playground", disk_case())
+    shown = " ".join(str(getattr(e, "value", "")) for e in at.markdown) + " ".join(str(e.value) for e in at.caption)
+    for key in ("hd95", "assd"):
+        assert " ".join(defs[key].split()) in " ".join(shown.split())

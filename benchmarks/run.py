@@ -4,7 +4,7 @@ Prints the machine, versions and torch thread count with every figure. Timings a
 interleaved repeats (ours, reference, ours, reference, ...), forward + backward unless stated.
 Runs with plain torch too (e.g. on a GPU machine without MONAI/Streamlit): missing columns are
 skipped. Usage: python benchmarks/run.py [--device cpu|cuda|auto] [--threads N [N ...]] [--repeats R]
-[--quick]. See benchmarks/README.md for what each figure means.
+[--quick] [--no-browser]. See benchmarks/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -243,6 +243,8 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, nargs="+", default=[1, 2],
                     help="torch thread counts; the loss table is printed for each (default: 1 2)")
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--browser", action=argparse.BooleanOptionalAction, default=True,
+                    help="latency budgets in Chromium (bench_browser.py; its --quick subset with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="5 repeats, one thread count, small landscape run, no page timings")
     args = ap.parse_args(argv)
@@ -292,6 +294,11 @@ def main(argv=None):
         print(flush=True)
         torch.set_num_threads(threads[0])
         mod.main([])
+    if args.browser and device.type == "cpu":
+        import bench_browser
+
+        print(flush=True)
+        bench_browser.main(["--quick"] if args.quick else [])
 
 
 if __name__ == "__main__":

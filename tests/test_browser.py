@@ -12,12 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import os
-import socket
-import subprocess
-import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -25,68 +20,44 @@ import pytest
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 from playwright.sync_api import expect, sync_playwright
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+from benchmarks.browser_harness import (
+    CHROMIUM,
+    RUN_TIMEOUT_MS,
+    launch_browser,
+    open_page,
+    start_server,
+    stop_server,
+    wait_for_app,
+)
+
 #: (screenshot name, url path) of every page in app.py's st.navigation.
 PAGES = [("playground", ""), ("gradients", "gradients"), ("landscape", "landscape"), ("bias", "bias"),
          ("agreement", "agreement"), ("optimise", "optimise")]
 BAD_TEXT = ("Traceback", "Error:", "Exception")
 STARTUP_S = 180
-RUN_TIMEOUT_MS = 180_000
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 if not os.path.exists(CHROMIUM):
     pytestmark.append(pytest.mark.skip(reason=f"{CHROMIUM} is missing (Debian package 'chromium')"))
 
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server():
     """The app under ``streamlit run`` (error details on, so a traceback would be visible)."""
-    port = _free_port()
-    env = dict(os.environ, STREAMLIT_CLIENT_SHOW_ERROR_DETAILS="full", PYTHONUNBUFFERED="1")
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + STARTUP_S
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                log.seek(0)
-                pytest.fail(f"streamlit did not start: {log.read().decode(errors='replace')[-2000:]}")
-            time.sleep(0.5)
-        yield url
+        srv = start_server(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}, timeout_s=STARTUP_S)
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    try:
+        yield srv.url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(srv)
 
 
 @pytest.fixture(scope="module")
 def browser():
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        b = launch_browser(p)
         yield b
         b.close()
 
@@ -104,20 +75,6 @@ def shots() -> Path:
     folder = Path(os.environ.get("SHOTS") or tempfile.mkdtemp(prefix="segloss-shots-"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def wait_for_app(page) -> None:
-    """Wait until the script has finished its run and the page has settled."""
-    page.wait_for_timeout(400)
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=RUN_TIMEOUT_MS)
-    page.wait_for_selector('[data-testid="stSkeleton"]', state="detached", timeout=RUN_TIMEOUT_MS)
-    page.wait_for_timeout(600)
-
-
-def open_page(page, server: str, path: str = "") -> None:
-    page.goto(f"{server}/{path}", timeout=RUN_TIMEOUT_MS)
-    page.wait_for_selector('[data-testid="stAppViewContainer"]', timeout=RUN_TIMEOUT_MS)
-    wait_for_app(page)
 
 
 def assert_clean(page, where: str) -> None:

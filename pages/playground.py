@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from segloss_core import get_loss
+from segloss_core import claims, get_loss
 from segloss_core import playground as pg
 from segloss_core.conventions import conventions_in_force
 from segloss_core.metrics import METRIC_DEFINITIONS
@@ -13,20 +13,6 @@ from ui.params import editor
 from ui.session import case_source, current_case, current_params, current_volume, panel
 
 PIN_KEY = "segloss_pinned"
-WHAT_IF = """
-1. **Does a 2-px shift cost the same on a disk and on a thin vessel?** Pick *Disk*, set *shift x*
-   and *dilate / erode* to 0 and *shift y* to 2: the Dice loss stays near 0.02. Pick *Thin vessel*
-   and set *shift y* to 2: about 0.25, ten times more, while HD95 reads 2 px in both. Overlap
-   losses scale with the object's size; surface distances do not.
-2. **What if the tiny lesion is missed?** Pick *Tiny lesion*, **pin**, then set *shift x* to 15 px.
-   The Dice loss only reaches about 0.5: half of it is the perfectly segmented background. Click
-   *nnU-Net defaults* (background excluded) and it is about 1. Cross-entropy stays near 0.01
-   because the lesion is under 0.5 % of the pixels.
-3. **What if there is nothing to find?** Pick *Empty ground truth* (it opens with a false-positive
-   blob). Dice, recall and HD95 are *n/a* in the metrics, precision is 0. The Dice loss is 0.5 with
-   the background included and 1 with *nnU-Net defaults*, while generalised Dice is nearly 0:
-   empty classes are exactly where libraries disagree.
-"""
 FORMULA_KEY = "formula_loss"
 METRIC_LABELS = {"dice": "Dice", "jaccard": "Jaccard", "precision": "Precision", "recall": "Recall",
                  "hd95": "HD95", "assd": "ASSD"}
@@ -250,12 +236,12 @@ if source.get("kind") == "preset":
     from segloss_core.presets import PRESETS
 
     preset = PRESETS.get(source["preset"])
-    st.caption(f"**{preset.title if preset else case.name}**: {preset.caption if preset else ''}")
+    st.caption(f"**{preset.title if preset else case.name}**: {preset.description if preset else ''}")
 else:
     st.caption(f"**{case.name}**: {' x '.join(map(str, case.gt.shape))} px, {case.num_classes} classes.")
 
 with st.expander("Three what-if questions to try"):
-    st.markdown(WHAT_IF)
+    st.markdown(claims.what_if_text())  # numbers computed live from the presets
 with panel("the images"):
     images_panel(case)
 with panel("the metrics"):

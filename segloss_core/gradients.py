@@ -670,6 +670,10 @@ def _dice_items(case, r: LossGradient, wrt, channel, groups, check) -> list[Expl
     return items
 
 
+#: A correctly classified pixel counts as uncertain below this probability of its own class.
+UNCERTAIN_BELOW = 0.9
+
+
 def _ce_items(case, r: LossGradient, wrt, channel, check) -> list[ExplanationItem]:
     n = case.gt.size
     s = effective_probs(case.probs, wrt)
@@ -678,19 +682,25 @@ def _ce_items(case, r: LossGradient, wrt, channel, check) -> list[ExplanationIte
     frac_wrong = float(wrong.mean())
     cname = case.class_names[channel]
 
-    def share_on_wrong(grad):
+    def share_on_wrong(grad, where=wrong):
         mag = np.sqrt((grad**2).sum(0))
         total = float(mag.sum())
-        return float(mag[wrong].sum() / total) if total > 0 else float("nan")
+        return float(mag[where].sum() / total) if total > 0 else float("nan")
 
     share_wrong = share_on_wrong(r.grad)
-    nums = {"N": n, "value": r.value, "misclassified_fraction": frac_wrong, "misclassified_share": share_wrong}
+    # correctly classified but uncertain pixels: (s - g)/N is not limited to the errors (docs/theory.md, G6)
+    s_logit = effective_probs(case.probs, "logits")
+    onehot = np.stack([case.gt == k for k in range(case.num_classes)]).astype(np.float64)
+    s_true = (s_logit * onehot).sum(0)
+    uncertain = ~wrong & (s_true < UNCERTAIN_BELOW)
+    nums = {"N": n, "value": r.value, "misclassified_fraction": frac_wrong, "misclassified_share": share_wrong,
+            "uncertain_fraction": float(uncertain.mean()),
+            "uncertain_share_logits": share_on_wrong(s_logit - onehot, uncertain)}
     items = []
     if wrt == "probs":
         sc = s[channel][g]
         worst = float(1 / (n * max(sc.min(), EPS))) if sc.size else float("nan")
-        onehot = np.stack([case.gt == k for k in range(case.num_classes)]).astype(np.float64)
-        share_logits = share_on_wrong(effective_probs(case.probs, "logits") - onehot)
+        share_logits = share_on_wrong(s_logit - onehot)
         nums.update(max_abs=worst, one_over_n=1 / n, misclassified_share_logits=share_logits)
         items.append(ExplanationItem(
             "ce", "probs",
@@ -705,15 +715,18 @@ def _ce_items(case, r: LossGradient, wrt, channel, check) -> list[ExplanationIte
         items.append(ExplanationItem(
             "ce", "logits",
             f"CE's gradient w.r.t. logits is (s-g)/N: bounded by 1/N = {_g(1 / n)}, near 0 on pixels "
-            "predicted right and near +-1/N on pixels predicted wrong.", nums,
+            "predicted right with confidence, near +-1/N on pixels predicted wrong with confidence, and in "
+            "between on uncertain pixels, right or wrong.", nums,
             r"\frac{\partial L}{\partial z_{jk}} = \frac{s_{jk} - g_{jk}}{N}"))
     if wrong.any():
         text = (f"Misclassified pixels (arg-max) are {_pct(frac_wrong)} of the image and carry "
                 f"{_pct(share_wrong)} of CE's gradient (norm over all channels)")
         if wrt == "probs":
-            text += (f"; w.r.t. logits, (s-g)/N, they would carry {_pct(nums['misclassified_share_logits'])}: "
-                     "switch to logits to see CE concentrate on them")
-        text += "."
+            text += f"; w.r.t. logits, (s-g)/N, they would carry {_pct(nums['misclassified_share_logits'])}"
+        text += (f". W.r.t. logits, correctly classified pixels whose own class has probability below "
+                 f"{UNCERTAIN_BELOW:g} ({_pct(nums['uncertain_fraction'])} of the image) carry "
+                 f"{_pct(nums['uncertain_share_logits'])}: (s-g)/N pushes every pixel that is not certain, "
+                 "not only the errors.")
     else:
         text = ("No pixel is misclassified (arg-max); CE's gradient then sits on the pixels whose own "
                 "class has the lowest probability.")

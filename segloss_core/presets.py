@@ -52,6 +52,18 @@ class Preset:
     params: dict[str, ParamSpec] = field(default_factory=dict)
     prediction: dict[str, float] = field(default_factory=dict)
     image: Callable[[int], np.ndarray] | None = None
+    #: name of a :mod:`segloss_core.claims` function giving the numbers behind the caption, computed
+    #: live from the preset (no literal numbers in captions).
+    fact: str | None = None
+
+    @property
+    def description(self) -> str:
+        """The caption followed by its live-computed numbers (what the app shows)."""
+        if self.fact is None:
+            return self.caption
+        from . import claims
+
+        return f"{self.caption} {getattr(claims, self.fact)()}"
 
     @property
     def doc(self) -> str:
@@ -303,29 +315,32 @@ PRESETS: dict[str, Preset] = {
         ),
         Preset(
             "two_blobs", "Two blobs (big and small)",
-            "One class, two objects of very different size: a missed small blob barely moves Dice or CE.",
+            "One class, two objects of very different size: Dice hardly notices the small one.",
             _two_blobs_gt,
             {"big_radius": _R(56.0, "float", "radius of the big disk (px at 256 x 256)", (2.0, 128.0), step=1.0),
              "small_radius": _R(6.0, "float", "radius of the small disk (px at 256 x 256)", (1.0, 64.0),
                                 step=1.0)},
             prediction={"shift_x": 3.0},
+            fact="two_blobs_fact",
         ),
         Preset(
             "vessel", "Thin vessel",
-            "A thin curved structure: a 1-px shift halves Dice while the Hausdorff distance is 1 px.",
+            "A thin curved structure: overlap metrics punish a shift that surface distances call small.",
             _vessel_gt,
             {"thickness": _R(3.0, "float", "vessel width (px)", (1.0, 20.0), step=0.5),
              "amplitude": _R(0.15, "float", "curve amplitude (fraction of the size)", (0.0, 0.3), step=0.01),
              "waves": _R(1.5, "float", "number of sine periods", (0.0, 4.0), step=0.25)},
             prediction={"shift_y": 1.0},
+            fact="vessel_fact",
         ),
         Preset(
             "tiny_lesion", "Tiny lesion (< 0.5 %)",
-            "A lesion under 0.5 % of the image: CE is tiny even when it is missed; Dice is all-or-nothing.",
+            "A lesion under 0.5 % of the image: pixel-averaged losses hardly see it; foreground Dice sees nothing else.",
             _tiny_lesion_gt,
             {"radius": _R(5.0, "float", "lesion radius (px), capped to stay below 0.5 % of the image",
                           (1.0, 25.0), step=0.5)},
             prediction={"shift_x": 2.0},
+            fact="tiny_lesion_fact",
         ),
         Preset(
             "empty", "Empty ground truth",

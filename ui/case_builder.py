@@ -95,7 +95,7 @@ def _preset_mode() -> None:
     name = st.selectbox("Preset", names, index=names.index(DEFAULT_PRESET), key=PRESET_KEY, bind=URL,
                         persist_state="session", on_change=_on_preset_change)
     preset = PRESETS[name]
-    st.caption(f"**{preset.title}**: {preset.caption}")
+    st.caption(f"**{preset.title}**: {preset.description}")
     size = st.select_slider("Image size (px)", SIZES, value=256, key="size", bind=URL, persist_state="session",
                             help="side of the square image; losses and metrics are per pixel of it")
     params = {p: spec_widget(spec, f"{name}_{p}", name=p, bind=URL) for p, spec in preset.params.items()}

@@ -150,6 +150,9 @@ class LossSpec:
     ``binary_only``: raises ``ValueError`` for C > 2 (shown as "n/a: binary only").
     ``hard_targets_only``: defined for one-hot targets only; the registry and the engine report
     :data:`HARD_TARGETS_ONLY` for soft targets instead of calling the function.
+    ``formula_for(resolved_params) -> str``, where present, builds the LaTeX for the parameters in
+    force (see :meth:`formula_text`); ``formula`` may then be ``""`` and is filled with the
+    formula at the defaults.
     ``slow``: costs far more than the rest (per-sample sorting or distance transforms); pages
     compute such losses one by one behind a progress bar.
     ``group``: display group, a key of :data:`GROUPS` (default: the category's group).
@@ -170,8 +173,11 @@ class LossSpec:
     slow: bool = False
     group: str = ""
     hard_targets_only: bool = False
+    formula_for: Callable[[dict[str, Any]], str] | None = None
 
     def __post_init__(self) -> None:
+        if self.formula_for is not None and not self.formula:  # the formula at the default parameters
+            object.__setattr__(self, "formula", self.formula_for(self.defaults))
         if not self.group:
             object.__setattr__(self, "group", _CATEGORY_GROUP.get(self.category, ""))
         if self.group not in GROUPS:
@@ -180,6 +186,13 @@ class LossSpec:
     @property
     def defaults(self) -> dict[str, Any]:
         return {k: p.default for k, p in self.params.items()}
+
+    def formula_text(self, params: dict[str, Any] | None = None) -> str:
+        """LaTeX of the loss for ``params`` (resolved against the defaults, bad values raise
+        ``ValueError``): ``formula_for(resolved)``, or the fixed ``formula`` for a loss without one."""
+        if self.formula_for is None:
+            return self.formula
+        return self.formula_for(self.resolve_params(params))
 
     def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults updated with ``params``; unknown names and bad values raise ``ValueError``."""

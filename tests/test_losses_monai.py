@@ -149,3 +149,108 @@ def test_matrix_parameter_through_the_cli(tmp_path, capsys):
     assert cli.main(base + ["--param", "wasserstein_dice.dist_matrix=0,1;1"]) == 2
     err = capsys.readouterr().err
     assert "square matrix" in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------------------------
+# dice_focal, generalized_dice_focal
+# ----------------------------------------------------------------------------------------------
+
+
+def _softmax_focal(probs, target):
+    """Segloss's focal convention in closed form (gamma = 2, summed over classes, mean over pixels); equal to
+    C x MONAI's FocalLoss(use_softmax=True) on logits log p, whose result MONAI returns in float32."""
+    closed = -((1 - probs) ** 2 * target * torch.log(probs)).sum(1).flatten(1).mean(1).mean()
+    monai_value = probs.shape[1] * monai_losses.FocalLoss(use_softmax=True, gamma=2.0)(torch.log(probs), target)
+    close(closed, monai_value, rtol=1e-6)
+    return closed
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_dice_focal_is_monai_dice_plus_softmax_focal(shape):
+    probs, target = make_pair(shape)
+    focal = _softmax_focal(probs, target)
+    close(sc.compute("dice_focal", probs, target), monai_losses.DiceLoss()(probs, target) + focal)
+    # MONAI's GeneralizedDiceLoss keeps its class weights in float32
+    close(sc.compute("generalized_dice_focal", probs, target),
+          monai_losses.GeneralizedDiceLoss()(probs, target) + focal, rtol=1e-7)
+
+
+def test_monai_combinations_apply_a_sigmoid_focal_term():
+    """What the docstrings say: MONAI's DiceFocalLoss(softmax=True) adds a sigmoid focal term on the raw
+    logits, so it is not Dice + softmax focal (segloss's dice_focal)."""
+    probs, target = make_pair((2, 3, 12, 13))
+    z = torch.log(probs)
+    theirs = monai_losses.DiceFocalLoss(softmax=True)(z, target)
+    sigmoid_focal = monai_losses.FocalLoss(use_softmax=False, gamma=2.0)(z, target)
+    close(theirs, monai_losses.DiceLoss(softmax=True)(z, target) + sigmoid_focal)
+    assert abs(float(theirs) - float(sc.compute("dice_focal", probs, target))) > 1e-2
+    theirs = monai_losses.GeneralizedDiceFocalLoss(softmax=True)(z, target)
+    close(theirs, monai_losses.GeneralizedDiceLoss(softmax=True)(z, target) + sigmoid_focal)
+
+
+def test_dice_focal_without_background_drops_channel_0_from_both_terms():
+    probs, target = make_pair((2, 3, 12, 13))
+    dice = monai_losses.DiceLoss(include_background=False)(probs, target)
+    p, g = probs[:, 1:], target[:, 1:]
+    focal = -((1 - p) ** 2 * g * torch.log(p)).sum(1).flatten(1).mean(1).mean()  # classes 1..C-1, closed form
+    close(sc.compute("dice_focal", probs, target, include_background=False), dice + focal)
+
+
+def test_dice_focal_gradcheck():
+    gradcheck("dice_focal", (2, 3, 5, 6))
+    gradcheck("generalized_dice_focal", (2, 3, 5, 6), include_background=False, gamma=0.5)
+
+
+# ----------------------------------------------------------------------------------------------
+# unified_focal
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [s for s in SHAPES if s[1] == 2])
+def test_unified_focal_matches_monai(shape):
+    probs, target = make_pair(shape)
+    close(sc.compute("unified_focal", probs, target), monai_losses.AsymmetricUnifiedFocalLoss()(probs, target))
+    for b in range(shape[0]):  # per sample = MONAI on that sample alone
+        close(sc.compute("unified_focal", probs, target, reduction="none")[b],
+              monai_losses.AsymmetricUnifiedFocalLoss()(probs[b:b + 1], target[b:b + 1]))
+    kw = dict(weight=0.3, gamma=0.2, delta=0.6)
+    close(sc.compute("unified_focal", probs, target, **kw),
+          monai_losses.AsymmetricUnifiedFocalLoss(**kw)(probs, target))
+
+
+def test_unified_focal_is_binary_only():
+    probs, target = make_pair((1, 3, 8, 8))
+    assert sc.compute_all(probs, target, ["unified_focal"])["unified_focal"].startswith("n/a")
+    with pytest.raises(ValueError, match="binary"):
+        sc.compute("unified_focal", probs, target)
+
+
+def test_unified_focal_gradcheck():
+    gradcheck("unified_focal")
+
+
+# ----------------------------------------------------------------------------------------------
+# log_hausdorff_dt
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_log_hausdorff_dt_matches_monai_for_one_sample(shape):
+    probs, target = make_pair(shape)
+    for b in range(shape[0]):
+        p, g = probs[b:b + 1], target[b:b + 1]
+        # MONAI's distance maps are float32: agreement to float32 round-off of the distances
+        close(sc.compute("log_hausdorff_dt", p, g), monai_losses.LogHausdorffDTLoss()(p, g), rtol=1e-6)
+
+
+def test_log_hausdorff_dt_batch_is_the_mean_of_per_sample_logs():
+    probs, target = make_pair((2, 3, 20, 22))
+    hd = sc.compute("hausdorff_dt", probs, target, reduction="none")
+    close(sc.compute("log_hausdorff_dt", probs, target), torch.log1p(hd).mean())
+    monai_value = monai_losses.LogHausdorffDTLoss()(probs, target)  # log of the batch mean
+    close(monai_value, torch.log1p(hd.mean()), rtol=1e-6)
+    assert float(sc.compute("log_hausdorff_dt", probs, target)) <= float(monai_value)
+
+
+def test_log_hausdorff_dt_gradcheck():
+    gradcheck("log_hausdorff_dt")

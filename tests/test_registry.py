@@ -12,8 +12,8 @@ EXPECTED = {
     "ce", "wce", "topk", "focal", "dpce",
     "sensitivity_specificity", "dice", "iou", "tversky", "generalized_dice", "focal_tversky",
     "asymmetric", "penalty_gdl", "lovasz_softmax", "lovasz_hinge", "mcc", "wasserstein_dice",
-    "boundary", "hausdorff_dt",
-    "combo", "exp_log", "dice_ce", "region_size",
+    "boundary", "hausdorff_dt", "log_hausdorff_dt",
+    "combo", "exp_log", "dice_ce", "region_size", "dice_focal", "generalized_dice_focal", "unified_focal",
 }
 NAMES = sc.list_losses()
 
@@ -143,8 +143,10 @@ def test_compute_all_reports_na_reasons():
     probs, target = _random_case(1, 3)
     table = sc.compute_all(probs, target)
     assert set(table) == set(NAMES)
-    assert isinstance(table["lovasz_hinge"], str) and table["lovasz_hinge"].startswith("n/a")
-    assert all(isinstance(v, float) for k, v in table.items() if k != "lovasz_hinge")
+    binary = {n for n in NAMES if sc.get_loss(n).binary_only}
+    assert "lovasz_hinge" in binary
+    assert all(isinstance(table[n], str) and table[n].startswith("n/a") for n in binary)
+    assert all(isinstance(v, float) for k, v in table.items() if k not in binary)
 
 
 def test_logit_gradient_of_ce_is_closed_form():

@@ -130,6 +130,44 @@ def hausdorff_dt_loss(
     return reduce_samples(per_sample, reduction)
 
 
+def log_hausdorff_dt_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    alpha: float = 2.0,
+    include_background: bool = False,
+    spacing: Sequence[float] | float | None = None,
+) -> torch.Tensor:
+    r"""Log Hausdorff distance-transform loss: :math:`\log(1 + L_{HD})` per sample.
+
+    .. math::
+        L_{logHD} = \log\Big(1 + \frac{1}{|K|\,N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2
+            \left( d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha} \right)\Big)
+
+    Convention:
+        :math:`L_{HD}` is :func:`hausdorff_dt_loss` of each sample (same maps, classes and spacing);
+        the log is taken per sample, then ``reduction`` over samples, so ``"none"`` is each sample's
+        value alone. MONAI's ``LogHausdorffDTLoss`` takes the log after its batch mean,
+        :math:`\log(1 + \bar L_{HD})`: equal for ``B = 1``, and for ``B > 1`` segloss's mean of logs is
+        at most MONAI's (Jensen). The log compresses the large values of badly placed predictions, so
+        the gradient is :math:`\nabla L_{HD} / (1 + L_{HD})`.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"`` (per-sample values ``(B,)``).
+        alpha: exponent of the distances (default 2).
+        include_background: also use channel 0 (default ``False``: foreground classes).
+        spacing: voxel size per spatial axis (``None`` = 1).
+
+    Reference: Karimi & Salcudean, IEEE TMI 39(2), 2020; MONAI 1.6.1 ``LogHausdorffDTLoss`` (equal for B = 1).
+    """
+    per_sample = hausdorff_dt_loss(probs, target, reduction="none", alpha=alpha,
+                                   include_background=include_background, spacing=spacing)
+    return reduce_samples(torch.log1p(per_sample), reduction)
+
+
 SPECS = [
     LossSpec(
         name="boundary",
@@ -162,5 +200,25 @@ SPECS = [
         uses_spacing=True,
         summary="Squared error weighted by the squared distances to the ground-truth and predicted "
         "boundaries: targets large boundary errors, a differentiable stand-in for the Hausdorff distance.",
+    ),
+    LossSpec(
+        name="log_hausdorff_dt",
+        title="Log Hausdorff distance-transform loss",
+        category="boundary",
+        fn=log_hausdorff_dt_loss,
+        formula=r"L_{logHD} = \log\Big(1 + \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2 "
+        r"\left(d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha}\right)\Big)",
+        reference="Karimi & Salcudean, IEEE TMI 2020 (MONAI LogHausdorffDTLoss)",
+        params={
+            "alpha": ParamSpec(
+                2.0, "float", "Exponent of the distances: larger values punish errors far from the "
+                "boundaries more.", range=(0.0, 4.0), step=0.5,
+            ),
+            "include_background": ParamSpec(False, "bool", _HELP_BG),
+        },
+        uses_spacing=True,
+        slow=True,
+        summary="log(1 + Hausdorff-DT loss) per sample: the same distance-weighted errors with large values "
+        "compressed, so one badly placed object does not dominate a batch.",
     ),
 ]

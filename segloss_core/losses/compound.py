@@ -20,7 +20,8 @@ from ..stats import soft_confusion
 from .distribution import ce_loss, clamped_log, class_vector, pixel_ce
 from .region import _safe_ratio
 
-__all__ = ["combo_loss", "exp_log_loss", "dice_ce_loss", "region_size_loss", "SPECS"]
+__all__ = ["combo_loss", "exp_log_loss", "dice_ce_loss", "region_size_loss", "dice_focal_loss",
+           "generalized_dice_focal_loss", "unified_focal_loss", "SPECS"]
 
 
 def _soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
@@ -264,6 +265,163 @@ def region_size_loss(
     return reduce_samples(ce + alpha * region, reduction)
 
 
+def dice_focal_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    lambda_dice: float = 1.0,
+    lambda_focal: float = 1.0,
+    gamma: float = 2.0,
+    smooth: float = 1e-5,
+    include_background: bool = True,
+) -> torch.Tensor:
+    r"""Dice + softmax focal loss.
+
+    .. math::
+        L = \lambda_{Dice}\Big(1 - \frac{1}{|C|}\sum_c \frac{2\,TP_c + s}{\sum_i s_i^c + \sum_i g_i^c + s}\Big)
+        - \lambda_{FL}\,\frac{1}{N}\sum_{i=1}^{N}\sum_{c} (1 - s_i^c)^{\gamma}\, g_i^c \log s_i^c
+
+    Convention:
+        The Dice term is :func:`segloss_core.losses.region.dice_loss` (MONAI ``DiceLoss()``: per
+        sample and class, ``smooth`` in numerator and denominator); the focal term is segloss's
+        softmax :func:`segloss_core.losses.distribution.focal_loss` (summed over classes, averaged
+        over pixels: ``C`` times MONAI's ``FocalLoss(use_softmax=True)``). ``include_background=False``
+        drops channel 0 from both terms. **Differs from MONAI's** ``DiceFocalLoss``: MONAI's own
+        combination applies a *sigmoid* focal term to the raw input even with ``softmax=True``
+        (one-vs-rest on logits, averaged over ``B x C x N``), which has no meaning on probabilities.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot (or soft) target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        lambda_dice: weight of the Dice term.
+        lambda_focal: weight of the focal term.
+        gamma: focusing exponent of the focal term.
+        smooth: Dice smoothing.
+        include_background: keep channel 0 in both terms.
+
+    Reference: Zhu et al., "AnatomyNet", Medical Physics 2019 (Dice + focal); Lin et al., ICCV 2017;
+    MONAI 1.6.1 ``DiceLoss`` + ``FocalLoss(use_softmax=True)``.
+    """
+    from .distribution import focal_loss
+    from .region import dice_loss
+
+    dice = dice_loss(probs, target, reduction=reduction, smooth=smooth, include_background=include_background)
+    start = 0 if include_background else 1
+    focal = focal_loss(probs[:, start:], target[:, start:], reduction=reduction, gamma=gamma)
+    return lambda_dice * dice + lambda_focal * focal
+
+
+def generalized_dice_focal_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    lambda_gdl: float = 1.0,
+    lambda_focal: float = 1.0,
+    gamma: float = 2.0,
+    smooth: float = 1e-5,
+    include_background: bool = True,
+) -> torch.Tensor:
+    r"""Generalised Dice + softmax focal loss.
+
+    .. math::
+        L = \lambda_{GDL}\Big(1 - \frac{2\sum_c w_c TP_c + s}{\sum_c w_c(\sum_i s_i^c + \sum_i g_i^c) + s}\Big)
+        - \lambda_{FL}\,\frac{1}{N}\sum_{i=1}^{N}\sum_{c} (1 - s_i^c)^{\gamma}\, g_i^c \log s_i^c,
+        \qquad w_c = \frac{1}{(\sum_i g_i^c)^2}
+
+    Convention:
+        The GDL term is :func:`segloss_core.losses.region.generalized_dice_loss` (MONAI
+        ``GeneralizedDiceLoss()``, ``w_type="square"``, per sample); the focal term is segloss's
+        softmax :func:`segloss_core.losses.distribution.focal_loss`. ``include_background=False``
+        drops channel 0 from both terms. **Differs from MONAI's** ``GeneralizedDiceFocalLoss``,
+        which applies a *sigmoid* focal term to the raw input even with ``softmax=True``.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot (or soft) target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        lambda_gdl: weight of the generalised Dice term.
+        lambda_focal: weight of the focal term.
+        gamma: focusing exponent of the focal term.
+        smooth: GDL smoothing.
+        include_background: keep channel 0 in both terms.
+
+    Reference: Sudre et al., DLMIA 2017; Lin et al., ICCV 2017; MONAI 1.6.1 ``GeneralizedDiceLoss`` +
+    ``FocalLoss(use_softmax=True)``.
+    """
+    from .distribution import focal_loss
+    from .region import generalized_dice_loss
+
+    gdl = generalized_dice_loss(probs, target, reduction=reduction, smooth=smooth,
+                                include_background=include_background)
+    start = 0 if include_background else 1
+    focal = focal_loss(probs[:, start:], target[:, start:], reduction=reduction, gamma=gamma)
+    return lambda_gdl * gdl + lambda_focal * focal
+
+
+def _clip(probs: torch.Tensor) -> torch.Tensor:
+    """``clamp(p, EPS, 1 - EPS)`` in value; the gradient passes as if unclamped (finite at 0 and 1)."""
+    return probs + (probs.detach().clamp(EPS, 1 - EPS) - probs.detach())
+
+
+def unified_focal_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    weight: float = 0.5,
+    gamma: float = 0.5,
+    delta: float = 0.7,
+) -> torch.Tensor:
+    r"""Asymmetric unified focal loss (Yeung et al.): asymmetric focal + asymmetric focal Tversky, binary.
+
+    .. math::
+        L_{aF} = \frac{1}{2N}\sum_{i=1}^{N} -(1-\delta)(1 - s_i^0)^{\gamma} g_i^0 \log s_i^0 - \delta\, g_i^1 \log s_i^1
+
+    .. math::
+        L_{aFT} = \tfrac12\big(1 - T_0\big) + \tfrac12\big(1 - T_1\big)^{1-\gamma},\qquad
+        T_c = \frac{TP_c + \epsilon}{TP_c + \delta\, FN_c + (1-\delta)\, FP_c + \epsilon}
+
+    .. math::
+        L_{aUF} = w\, L_{aF} + (1 - w)\, L_{aFT}
+
+    Convention:
+        Binary only (``C = 2``, channel 1 the foreground; ``C > 2`` raises ``ValueError``). The
+        probabilities are clamped to :math:`[\epsilon, 1 - \epsilon]`, ``EPS = 1e-7``, as MONAI does
+        (here the clamp passes the gradient, so hard predictions keep a push), and the focal Tversky
+        base is clamped at ``EPS`` before the fractional power. The background keeps the focal
+        modulation and the foreground does not (the "asymmetric" part: rare foreground pixels are
+        never down-weighted). Per sample, then ``reduction``; equals MONAI 1.6.1
+        ``AsymmetricUnifiedFocalLoss(weight, gamma, delta)`` fed the probabilities (MONAI's
+        docstring says logits, but its code clamps and logs its input as probabilities).
+
+    Args:
+        probs: class probabilities ``(B, 2, *spatial)``.
+        target: one-hot (or soft) target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        weight: ``w``, the weight of the focal part (``1 - w`` on the focal Tversky part).
+        gamma: focal exponent of the background CE term; ``1 - gamma`` is the foreground Tversky power.
+        delta: weight of false negatives (``1 - delta`` on false positives), and of the foreground CE.
+
+    Reference: Yeung et al., "Unified Focal loss: Generalising Dice and cross entropy-based losses to
+    handle class imbalanced medical image segmentation", Computerized Medical Imaging and Graphics 95,
+    2022; MONAI 1.6.1 ``AsymmetricUnifiedFocalLoss``.
+    """
+    from .region import _focal_power, _tversky_scores
+
+    if probs.shape[1] != 2:
+        raise ValueError(f"unified_focal is defined for binary segmentation only (C = 2), got C={probs.shape[1]}")
+    p = _clip(probs)
+    log_p = torch.log(p)
+    back = (1 - delta) * (1 - p[:, 0]).pow(gamma) * target[:, 0] * log_p[:, 0]
+    focal = -(back + delta * target[:, 1] * log_p[:, 1]).flatten(1).mean(1) / 2
+    tversky = _tversky_scores(soft_confusion(p, target), 1 - delta, delta, EPS)  # (B, 2)
+    focal_tversky = ((1 - tversky[:, 0]) + _focal_power(1 - tversky[:, 1], 1 - gamma)) / 2
+    return reduce_samples(weight * focal + (1 - weight) * focal_tversky, reduction)
+
+
 SPECS = [
     LossSpec(
         name="combo",
@@ -347,5 +505,67 @@ SPECS = [
         },
         summary="CE plus an explicit penalty matching predicted and target class proportions, to control "
         "the region-size bias that Dice and CE carry implicitly.",
+    ),
+    LossSpec(
+        name="dice_focal",
+        title="Dice + focal",
+        category="compound",
+        fn=dice_focal_loss,
+        formula=r"L = \lambda_{Dice}\Big(1 - \frac{1}{|C|}\sum_c \frac{2\sum_i s_i^c g_i^c + \epsilon}"
+        r"{\sum_i s_i^c + \sum_i g_i^c + \epsilon}\Big) - \lambda_{FL}\frac{1}{N}\sum_i\sum_c (1-s_i^c)^{\gamma}"
+        r" g_i^c\log s_i^c",
+        reference="Zhu et al., AnatomyNet, Medical Physics 2019; MONAI DiceLoss + softmax FocalLoss",
+        params={
+            "lambda_dice": ParamSpec(1.0, "float", "Weight of the Dice term.", range=(0.0, 10.0), step=0.1),
+            "lambda_focal": ParamSpec(1.0, "float", "Weight of the focal term.", range=(0.0, 10.0), step=0.1),
+            "gamma": ParamSpec(2.0, "float", "Focusing exponent of the focal term; 0 = Dice + CE.",
+                               range=(0.0, 5.0), step=0.1),
+            "smooth": ParamSpec(1e-5, "float", "Dice smoothing in numerator and denominator.",
+                                range=(0.0, 10.0), step=1e-5),
+            "include_background": ParamSpec(True, "bool", "Keep channel 0 in both terms."),
+        },
+        summary="Dice's overlap plus a focal term that down-weights easy pixels: for small structures "
+        "in large, mostly easy backgrounds.",
+    ),
+    LossSpec(
+        name="generalized_dice_focal",
+        title="Generalised Dice + focal",
+        category="compound",
+        fn=generalized_dice_focal_loss,
+        formula=r"L = \lambda_{GDL}\Big(1 - \frac{2\sum_c w_c TP_c + \epsilon}{\sum_c w_c(\sum_i s_i^c + "
+        r"\sum_i g_i^c) + \epsilon}\Big) - \lambda_{FL}\frac{1}{N}\sum_i\sum_c (1-s_i^c)^{\gamma} g_i^c\log s_i^c",
+        reference="Sudre et al., DLMIA 2017; Lin et al., ICCV 2017; MONAI GeneralizedDiceLoss + softmax FocalLoss",
+        params={
+            "lambda_gdl": ParamSpec(1.0, "float", "Weight of the generalised Dice term.", range=(0.0, 10.0),
+                                    step=0.1),
+            "lambda_focal": ParamSpec(1.0, "float", "Weight of the focal term.", range=(0.0, 10.0), step=0.1),
+            "gamma": ParamSpec(2.0, "float", "Focusing exponent of the focal term; 0 = GDL + CE.",
+                               range=(0.0, 5.0), step=0.1),
+            "smooth": ParamSpec(1e-5, "float", "GDL smoothing in numerator and denominator.",
+                                range=(0.0, 10.0), step=1e-5),
+            "include_background": ParamSpec(True, "bool", "Keep channel 0 in both terms."),
+        },
+        summary="Generalised Dice (classes weighted by 1 / volume^2) plus a focal term: for many classes "
+        "of very different sizes.",
+    ),
+    LossSpec(
+        name="unified_focal",
+        title="Asymmetric unified focal",
+        category="compound",
+        fn=unified_focal_loss,
+        formula=r"L = w\,L_{aF} + (1-w)\,L_{aFT},\ L_{aFT} = \tfrac12(1 - T_0) + \tfrac12(1 - T_1)^{1-\gamma},\ "
+        r"T_c = \frac{TP_c}{TP_c + \delta FN_c + (1-\delta) FP_c}",
+        reference="Yeung et al., Computerized Medical Imaging and Graphics 2022 (MONAI AsymmetricUnifiedFocalLoss)",
+        params={
+            "weight": ParamSpec(0.5, "float", "Weight of the asymmetric focal (CE) part; 1 - weight goes to the "
+                                "focal Tversky part.", range=(0.0, 1.0), step=0.05),
+            "gamma": ParamSpec(0.5, "float", "Focal exponent of the background CE term; the foreground "
+                               "Tversky term is raised to 1 - gamma.", range=(0.0, 1.0), step=0.05),
+            "delta": ParamSpec(0.7, "float", "Weight of false negatives and of the foreground CE; 1 - delta "
+                               "weights false positives and the background.", range=(0.0, 1.0), step=0.05),
+        },
+        binary_only=True,
+        summary="Focal CE and focal Tversky combined so that only the background is down-weighted: the rare "
+        "foreground keeps full weight; binary segmentation only.",
     ),
 ]

@@ -47,6 +47,7 @@ import torch
 from .._tensors import EPS, clamped_log, reduce_samples, spatial_dims
 from ..spec import LossSpec, ParamSpec
 from ..stats import SoftConfusion, per_sample_mean, soft_confusion
+from . import formulas
 
 #: Default smoothing (MONAI's ``smooth_nr = smooth_dr``).
 SMOOTH = 1e-5
@@ -774,8 +775,8 @@ SPECS = [
         title="Sensitivity-specificity",
         category="region",
         fn=sensitivity_specificity_loss,
-        formula=r"w\frac{\sum_i (g_i-s_i)^2 g_i}{\sum_i g_i+\epsilon}"
-        r"+(1-w)\frac{\sum_i (g_i-s_i)^2 (1-g_i)}{\sum_i (1-g_i)+\epsilon}",
+        formula="",
+        formula_for=formulas.sensitivity_specificity,
         reference="Brosch et al., MICCAI 2015; eq. 7 of Ma 2020",
         params={
             "w": ParamSpec(0.1, "float", "weight of the sensitivity (foreground) term", range=(0.0, 1.0),
@@ -791,7 +792,8 @@ SPECS = [
         title="Dice",
         category="region",
         fn=dice_loss,
-        formula=r"1-\frac{1}{|C|}\sum_c\frac{2\sum_i s_{ic}g_{ic}+\epsilon}{\sum_i s_{ic}+\sum_i g_{ic}+\epsilon}",
+        formula="",
+        formula_for=formulas.dice,
         reference="Milletari et al., 3DV 2016; eq. 8 of Ma 2020",
         params={**_common_params(),
                 "squared": ParamSpec(False, "bool", "V-Net squared denominator sum p^2 + sum g^2")},
@@ -804,7 +806,8 @@ SPECS = [
         title="IoU (soft Jaccard)",
         category="region",
         fn=iou_loss,
-        formula=r"1-\frac{1}{|C|}\sum_c\frac{2\,TP_c+\epsilon}{2\,(TP_c+FP_c+FN_c)+\epsilon}",
+        formula="",
+        formula_for=formulas.iou,
         reference="Rahman & Wang, ISVC 2016; eq. 9 of Ma 2020",
         params={**_common_params(),
                 "squared": ParamSpec(False, "bool", "squared sums sum p^2 + sum g^2 in the union")},
@@ -817,7 +820,8 @@ SPECS = [
         title="Tversky",
         category="region",
         fn=tversky_loss,
-        formula=r"1-\frac{1}{|C|}\sum_c\frac{TP_c+\epsilon}{TP_c+\alpha FP_c+\beta FN_c+\epsilon}",
+        formula="",
+        formula_for=formulas.tversky,
         reference="Salehi et al., MLMI 2017; eq. 10 of Ma 2020",
         params={**_TVERSKY_PARAMS, **_common_params()},
         from_stats=tversky_from_stats,
@@ -829,8 +833,8 @@ SPECS = [
         title="Generalised Dice",
         category="region",
         fn=generalized_dice_loss,
-        formula=r"1-\frac{2\sum_c w_c\sum_i s_{ic}g_{ic}+\epsilon}{\sum_c w_c\sum_i (s_{ic}+g_{ic})+\epsilon},"
-        r"\quad w_c=\frac{1}{(\sum_i g_{ic})^2}",
+        formula="",
+        formula_for=formulas.generalized_dice,
         reference="Sudre et al., DLMIA 2017; eq. 11 of Ma 2020",
         params=_common_params(),
         from_stats=generalized_dice_from_stats,
@@ -842,7 +846,8 @@ SPECS = [
         title="Focal Tversky",
         category="region",
         fn=focal_tversky_loss,
-        formula=r"\frac{1}{|C|}\sum_c\left(1-T_c(\alpha,\beta)\right)^{1/\gamma}",
+        formula="",
+        formula_for=formulas.focal_tversky,
         reference="Abraham & Khan, ISBI 2019; eq. 12 of Ma 2020",
         params={
             "gamma": ParamSpec(4 / 3, "float", "focal parameter; the exponent is 1/gamma", range=(0.5, 3.0),
@@ -859,8 +864,8 @@ SPECS = [
         title="Asymmetric similarity",
         category="region",
         fn=asymmetric_loss,
-        formula=r"1-\frac{1}{|C|}\sum_c\frac{TP_c+\epsilon}{TP_c+\frac{1}{1+\beta^2}FP_c"
-        r"+\frac{\beta^2}{1+\beta^2}FN_c+\epsilon}",
+        formula="",
+        formula_for=formulas.asymmetric,
         reference="Hashemi et al., IEEE Access 2019; eq. 13 of Ma 2020",
         params={
             "beta": ParamSpec(1.5, "float", "F-beta parameter: beta > 1 weighs false negatives more",
@@ -876,7 +881,8 @@ SPECS = [
         title="Penalty generalised Dice",
         category="region",
         fn=penalty_gdl_loss,
-        formula=r"\frac{L_{GD}}{1+k\,(1-L_{GD})}",
+        formula="",
+        formula_for=formulas.penalty_gdl,
         reference="Su et al., MIDL 2019; eq. 14 of Ma 2020",
         params={
             "k": ParamSpec(2.5, "float", "penalty coefficient (0 = generalised Dice)", range=(0.0, 10.0),
@@ -894,7 +900,8 @@ SPECS = [
         category="region",
         fn=lovasz_softmax_loss,
         slow=True,
-        formula=r"\frac{1}{|C_{present}|}\sum_{c}\overline{\Delta_{J_c}}\left(|g_{c}-s_{c}|\right)",
+        formula="",
+        formula_for=formulas.lovasz_softmax,
         reference="Berman et al., CVPR 2018 (Lovász-Softmax); Eelbode et al., TMI 2020",
         params={"per_image": ParamSpec(False, "bool", "average per-image losses instead of pooling the batch")},
         summary="Convex Lovász extension of the Jaccard loss on sorted per-pixel errors, over the classes "
@@ -906,7 +913,8 @@ SPECS = [
         category="region",
         fn=lovasz_hinge_loss,
         slow=True,
-        formula=r"\overline{\Delta_J}\left(\max(0,\,1-m_i(2g_i-1))\right),\quad m_i=\log s_{i1}-\log s_{i0}",
+        formula="",
+        formula_for=formulas.lovasz_hinge,
         reference="Berman et al., CVPR 2018 (Lovász hinge); Eelbode et al., TMI 2020",
         params={"per_image": ParamSpec(True, "bool", "average per-image losses instead of pooling the batch")},
         binary_only=True,
@@ -918,8 +926,8 @@ SPECS = [
         title="Matthews correlation (MCC)",
         category="region",
         fn=mcc_loss,
-        formula=r"1-\frac{1}{|C|}\sum_c\frac{TP_c TN_c - FP_c FN_c}"
-        r"{\sqrt{(TP_c+FP_c)(TP_c+FN_c)(TN_c+FP_c)(TN_c+FN_c)}}",
+        formula="",
+        formula_for=formulas.mcc,
         reference="Abhishek & Hamarneh, ISBI 2021 (MONAI MCCLoss); not in Ma 2020",
         params={
             "smooth_nr": ParamSpec(0.0, "float", "added to the numerator (MONAI default 0)", range=(0.0, 1.0),
@@ -938,8 +946,8 @@ SPECS = [
         title="Generalised Wasserstein Dice",
         category="region",
         fn=wasserstein_dice_loss,
-        formula=r"1-\frac{2\sum_i \alpha_{l_i}(1-W_i)}{2\sum_i \alpha_{l_i}(1-W_i)+\sum_i W_i},\ "
-        r"W_i=\sum_c M_{l_i c}\, s_{ic}",
+        formula="",
+        formula_for=formulas.wasserstein_dice,
         reference="Fidon et al., BrainLes 2017 (MONAI GeneralizedWassersteinDiceLoss); not in Ma 2020",
         params={
             "dist_matrix": ParamSpec(None, "matrix", "C x C distances between classes, rows separated by ';' "

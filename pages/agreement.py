@@ -75,9 +75,13 @@ def _lovasz_params(pkey: str) -> dict:
 
 
 @st.fragment
-def dice_jaccard_panel(case, settings):
+def dice_jaccard_panel(case, settings, params):
     with panel("Dice vs Jaccard"):
         dj = _dice_jaccard(*settings, case)
+        p = {k: params[k] for k in ("dice", "iou") if k in params}
+        pair = _values(*settings, ("dice", "iou"), False, _pkey(p), case, p)
+        gap = ag.relation_gap(pair["dice"], pair["iou"])
+        labels = {k: bias.loss_label(k, params.get(k)) for k in ("dice", "iou")}
         st.plotly_chart(pa.dice_jaccard_figure(dj), width="stretch", key=KEY + "dj_fig")
         cols = st.columns(3)
         cols[0].metric("Largest |L_J − 2L_D/(1+L_D)|", f"{max(dj.relation_error.values()):.1e}",
@@ -91,8 +95,20 @@ def dice_jaccard_panel(case, settings):
             "only, linear denominator, no smoothing) and hard alike: Dice and Jaccard losses are increasing "
             "functions of each other, so they rank every prediction the same way and share their minimisers "
             "(Eelbode et al.: they approximate each other relatively, J ≤ D ≤ 2J, and absolutely, "
-            f"0 ≤ D − J ≤ 3 − 2√2 ≈ {ag.MAX_DICE_JACCARD_GAP:.4f}). With smoothing the relation is only "
-            "approximate, which is why this panel uses none.")
+            f"0 ≤ D − J ≤ 3 − 2√2 ≈ {ag.MAX_DICE_JACCARD_GAP:.4f}). The relation is exact only in that form "
+            "(docs/theory.md, A4): smoothing, or a mean over background and foreground, moves the pair off "
+            f"the curve. With the parameters in force ({labels['dice']}; {labels['iou']}) the registered soft "
+            f"Dice and Jaccard of these predictions are up to {gap:.3f} off it.")
+
+
+def exact_dice(agr, metric, method) -> str:
+    """On arg-max masks the fg-only unsmoothed Dice is 1 - Dice itself; say what the Dice in the bars gets."""
+    table = agr.spearman if method == "spearman" else agr.kendall
+    rho = table.get("dice", {}).get(metric, float("nan"))
+    return ("On arg-max masks the foreground-only, unsmoothed soft Dice is 1 − Dice itself (ρ = 1, "
+            "docs/theory.md, A8); the Dice in these bars uses the parameters in force "
+            f"({agr.labels.get('dice', 'dice')}), a different set function, and reaches {METHODS[method]} = "
+            f"{rho:.4f} with {metric}. ")
 
 
 @st.fragment
@@ -135,9 +151,9 @@ def ranking_panel(case, settings, hard, params, titles):
             f"exactly as {metric} does. Closest: {top}. Furthest: {bottom}. Mean {METHODS[method]} by family: "
             f"{groups}. "
             + (f"HD95 is undefined for {n_nan} predictions with an empty mask (left out). " if n_nan else "")
-            + ("" if hard else "The losses see soft predictions, whose confidence the hard metric ignores; switch "
-               "*Losses see arg-max masks* on to compare the set functions themselves (the unsmoothed, "
-               "foreground-only Dice loss then agrees with 1 − Dice exactly). ")
+            + (exact_dice(agr, metric, method) if hard else
+               "The losses see soft predictions, whose confidence the hard metric ignores; switch "
+               "*Losses see arg-max masks* on to compare the set functions themselves. ")
             + "This is a proxy on one case, not the papers' training experiments.")
         pick = st.selectbox("Look at one loss", [k for k, _ in ranked], format_func=lambda k: agr.labels[k],
                             key=KEY + "scatter_loss")
@@ -166,9 +182,11 @@ def wce_panel(case, settings, hard, params):
             f"**What it shows.** Sweeping the foreground weight of weighted CE from 10⁻³ to 10⁴, the best rank "
             f"agreement with {metric} any weight reaches is ρ = {best:.3f} (at w = {w:.3g}), "
             f"{versus('soft Dice (fg only, linear, no smoothing)', dice)} and {versus('Lovász-Softmax', lovasz)}. "
-            "**Rank agreement illustrates Eelbode et al.'s theorem**: Dice and Jaccard approximate each other, "
-            "but no weighting of a per-pixel (Hamming-type) loss approximates them, because Dice normalises each "
-            "image by |G| + |S| while a weighted sum over pixels cannot. "
+            "Eelbode et al.'s theorem is a statement about all images at once: no fixed weighting of a "
+            "per-pixel (Hamming-type) loss stays within a constant factor of Dice, because Dice normalises "
+            "each image by |G| + |S| while a weighted sum over pixels cannot (docs/theory.md, A6). On one "
+            "population a weight tuned to it can rank as well as Dice, or better; the best weight then moves "
+            "with the case (compare the disk, the thin vessel and the tiny lesion). "
             + ("" if hard else "On soft predictions the soft losses also pay for confidence, which the hard metric "
                "ignores; with *Losses see arg-max masks* on, this Dice's ρ becomes exactly 1: compare the best weight there."))
 
@@ -206,10 +224,10 @@ with st.spinner("Perturbing the prediction…"):
     _population(*settings, case)
 
 st.subheader("Soft Jaccard vs soft Dice: one is a function of the other")
-dice_jaccard_panel(case, settings)
+dice_jaccard_panel(case, settings, params)
 
 st.subheader("Which losses order predictions like the metric?")
 ranking_panel(case, settings, hard, params, titles)
 
-st.subheader("Weighted CE cannot stand in for Dice")
+st.subheader("Can a weighted CE stand in for Dice?")
 wce_panel(case, settings, hard, params)

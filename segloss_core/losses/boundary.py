@@ -26,6 +26,7 @@ import torch
 from .._tensors import reduce_samples, spatial_dims
 from ..distance import signed_distance_map, unsigned_distance_map
 from ..spec import LossSpec, ParamSpec
+from . import formulas
 
 _HELP_BG = "also use channel 0 (background); by default only the foreground classes are used"
 
@@ -174,7 +175,8 @@ SPECS = [
         title="Boundary loss",
         category="boundary",
         fn=boundary_loss,
-        formula=r"L_{BD} = \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} \phi_G^c(i)\, s_i^c",
+        formula="",
+        formula_for=formulas.boundary,
         reference="Kervadec et al., MIDL 2019; section 5 of Ma 2020",
         params={"include_background": ParamSpec(False, "bool", _HELP_BG)},
         uses_spacing=True,
@@ -187,8 +189,8 @@ SPECS = [
         category="boundary",
         fn=hausdorff_dt_loss,
         slow=True,
-        formula=r"L_{HD} = \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2 "
-        r"\left(d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha}\right)",
+        formula="",
+        formula_for=formulas.hausdorff_dt,
         reference="Karimi & Salcudean, IEEE TMI 2020; section 5 of Ma 2020",
         params={
             "alpha": ParamSpec(
@@ -206,8 +208,8 @@ SPECS = [
         title="Log Hausdorff distance-transform loss",
         category="boundary",
         fn=log_hausdorff_dt_loss,
-        formula=r"L_{logHD} = \log\Big(1 + \frac{1}{|K| N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2 "
-        r"\left(d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha}\right)\Big)",
+        formula="",
+        formula_for=formulas.log_hausdorff_dt,
         reference="Karimi & Salcudean, IEEE TMI 2020 (MONAI LogHausdorffDTLoss)",
         params={
             "alpha": ParamSpec(

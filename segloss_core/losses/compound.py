@@ -17,6 +17,7 @@ import torch
 from .._tensors import EPS, reduce_samples, spatial_dims
 from ..spec import LossSpec, ParamSpec
 from ..stats import soft_confusion
+from . import formulas
 from .distribution import ce_loss, clamped_log, class_vector, pixel_ce
 from .region import _safe_ratio
 
@@ -428,8 +429,7 @@ SPECS = [
         title="Combo loss",
         category="compound",
         fn=combo_loss,
-        formula=r"L_{Combo} = \alpha\Big(-\frac{1}{N}\sum_i \beta g_i\log s_i + (1-\beta)(1-g_i)\log(1-s_i)\Big)"
-        r" + (1-\alpha)\Big(1 - \frac{2\sum_i s_i g_i + \epsilon}{\sum_i s_i + \sum_i g_i + \epsilon}\Big)",
+        formula=formulas.COMBO,
         reference="Taghanaki et al., Computerized Medical Imaging and Graphics 2019; eq. 15 of Ma 2020",
         params={
             "alpha": ParamSpec(0.5, "float", "Weight of the weighted BCE term; 1 - alpha goes to the Dice term.",
@@ -447,8 +447,8 @@ SPECS = [
         title="Exponential-logarithmic loss",
         category="compound",
         fn=exp_log_loss,
-        formula=r"L_{ELL} = w_{Dice}\,\mathbb{E}_c\big[(-\log Dice_c)^{\gamma}\big]"
-        r" + w_{CE}\,\mathbb{E}_i\big[w_c(-\log s_i^c)^{\gamma}\big]",
+        formula="",
+        formula_for=formulas.exp_log,
         reference="Wong et al., MICCAI 2018; eq. 16 of Ma 2020",
         params={
             "w_dice": ParamSpec(0.8, "float", "Weight of the log-Dice part.", range=(0.0, 1.0), step=0.05),
@@ -468,8 +468,8 @@ SPECS = [
         title="Dice + cross-entropy",
         category="compound",
         fn=dice_ce_loss,
-        formula=r"L = \lambda_{Dice}\Big(1 - \frac{1}{C}\sum_c \frac{2\sum_i s_i^c g_i^c + \epsilon}"
-        r"{\sum_i s_i^c + \sum_i g_i^c + \epsilon}\Big) - \lambda_{CE}\frac{1}{N}\sum_i\sum_c g_i^c\log s_i^c",
+        formula="",
+        formula_for=formulas.dice_ce,
         reference="Isensee et al., nnU-Net, Nature Methods 2021; section 5 of Ma 2020 (no equation number)",
         params={
             "lambda_dice": ParamSpec(1.0, "float", "Weight of the Dice term.", range=(0.0, 10.0), step=0.1),
@@ -488,8 +488,8 @@ SPECS = [
         title="CE + region-size penalty",
         category="compound",
         fn=region_size_loss,
-        formula=r"L = L_{CE} + \alpha\,\frac{1}{C}\sum_c\big|\hat\tau_c - \tau_c\big|,\ "
-        r"\hat\tau_c = \frac{1}{N}\sum_i \mathrm{softmax}(T\log s_i)_c",
+        formula="",
+        formula_for=formulas.region_size,
         reference="Liu et al., Medical Image Analysis 2023 (by-liu/SegLossBias); not in Ma 2020",
         params={
             "alpha": ParamSpec(1.0, "float", "Weight of the region-proportion penalty; 0 = plain CE.",
@@ -511,9 +511,8 @@ SPECS = [
         title="Dice + focal",
         category="compound",
         fn=dice_focal_loss,
-        formula=r"L = \lambda_{Dice}\Big(1 - \frac{1}{|C|}\sum_c \frac{2\sum_i s_i^c g_i^c + \epsilon}"
-        r"{\sum_i s_i^c + \sum_i g_i^c + \epsilon}\Big) - \lambda_{FL}\frac{1}{N}\sum_i\sum_c (1-s_i^c)^{\gamma}"
-        r" g_i^c\log s_i^c",
+        formula="",
+        formula_for=formulas.dice_focal,
         reference="Zhu et al., AnatomyNet, Medical Physics 2019; MONAI DiceLoss + softmax FocalLoss",
         params={
             "lambda_dice": ParamSpec(1.0, "float", "Weight of the Dice term.", range=(0.0, 10.0), step=0.1),
@@ -532,8 +531,8 @@ SPECS = [
         title="Generalised Dice + focal",
         category="compound",
         fn=generalized_dice_focal_loss,
-        formula=r"L = \lambda_{GDL}\Big(1 - \frac{2\sum_c w_c TP_c + \epsilon}{\sum_c w_c(\sum_i s_i^c + "
-        r"\sum_i g_i^c) + \epsilon}\Big) - \lambda_{FL}\frac{1}{N}\sum_i\sum_c (1-s_i^c)^{\gamma} g_i^c\log s_i^c",
+        formula="",
+        formula_for=formulas.generalized_dice_focal,
         reference="Sudre et al., DLMIA 2017; Lin et al., ICCV 2017; MONAI GeneralizedDiceLoss + softmax FocalLoss",
         params={
             "lambda_gdl": ParamSpec(1.0, "float", "Weight of the generalised Dice term.", range=(0.0, 10.0),
@@ -553,8 +552,9 @@ SPECS = [
         title="Asymmetric unified focal",
         category="compound",
         fn=unified_focal_loss,
-        formula=r"L = w\,L_{aF} + (1-w)\,L_{aFT},\ L_{aFT} = \tfrac12(1 - T_0) + \tfrac12(1 - T_1)^{1-\gamma},\ "
-        r"T_c = \frac{TP_c}{TP_c + \delta FN_c + (1-\delta) FP_c}",
+        formula=r"L=w\,L_{aF}+(1-w)\,L_{aFT},\quad L_{aF}=\frac{1}{2N}\sum_{i=1}^{N}\big(-(1-\delta)(1-s_{i0})^{\gamma}"
+        r"g_{i0}\log s_{i0}-\delta\,g_{i1}\log s_{i1}\big),\quad L_{aFT}=\tfrac12(1-T_0)+\tfrac12(1-T_1)^{1-\gamma},"
+        r"\quad T_c=\frac{TP_c}{TP_c+\delta\,FN_c+(1-\delta)\,FP_c},\ TP_c=\sum_i s_{ic}g_{ic}",
         reference="Yeung et al., Computerized Medical Imaging and Graphics 2022 (MONAI AsymmetricUnifiedFocalLoss)",
         params={
             "weight": ParamSpec(0.5, "float", "Weight of the asymmetric focal (CE) part; 1 - weight goes to the "

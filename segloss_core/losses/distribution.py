@@ -16,6 +16,7 @@ import torch
 
 from .._tensors import EPS, clamped_log, reduce_samples
 from ..spec import LossSpec, ParamSpec
+from . import formulas
 
 __all__ = [
     "ce_loss",
@@ -333,7 +334,7 @@ SPECS = [
         title="Cross-entropy",
         category="distribution",
         fn=ce_loss,
-        formula=r"L_{CE} = -\frac{1}{N}\sum_{i=1}^{N}\sum_{c=1}^{C} g_i^c \log s_i^c",
+        formula=r"L_{CE}=-\frac{1}{N}\sum_{i=1}^{N}\sum_{c=0}^{C-1}g_{ic}\log s_{ic}",
         reference="Ma, Segmentation Loss Odyssey, arXiv 2020; eq. 2 of Ma 2020",
         params={},
         summary="Per-pixel log-loss averaged over all pixels: the default distribution loss, pulls every "
@@ -344,7 +345,8 @@ SPECS = [
         title="Weighted cross-entropy",
         category="distribution",
         fn=wce_loss,
-        formula=r"L_{WCE} = -\frac{1}{N}\sum_{i=1}^{N}\sum_{c=1}^{C} w_c\, g_i^c \log s_i^c",
+        formula="",
+        formula_for=formulas.wce,
         reference="Ronneberger et al., MICCAI 2015; eq. 3 of Ma 2020",
         params={
             "weights": ParamSpec(
@@ -362,8 +364,8 @@ SPECS = [
         category="distribution",
         fn=topk_loss,
         slow=True,
-        formula=r"L_{TopK} = \frac{1}{|K|}\sum_{i\in K} -\sum_{c} g_i^c \log s_i^c,\ "
-        r"K = \text{hardest } k\% \text{ pixels}",
+        formula=r"L_{TopK}=\frac{1}{|K|}\sum_{i\in K}\Big(-\sum_{c=0}^{C-1}g_{ic}\log s_{ic}\Big),\quad "
+        r"K=\text{the }\max(1,\lfloor kM/100\rfloor)\text{ pixels of largest CE among the batch's }M=BN",
         reference="Wu et al., arXiv 2016 (nnU-Net TopK10); eq. 4 of Ma 2020",
         params={
             "k": ParamSpec(
@@ -382,7 +384,8 @@ SPECS = [
         title="Focal loss",
         category="distribution",
         fn=focal_loss,
-        formula=r"L_{FL} = -\frac{1}{N}\sum_{i=1}^{N}\sum_{c=1}^{C} \alpha_c (1 - s_i^c)^{\gamma} g_i^c \log s_i^c",
+        formula="",
+        formula_for=formulas.focal,
         reference="Lin et al., ICCV 2017; eq. 5 of Ma 2020",
         params={
             "gamma": ParamSpec(
@@ -401,8 +404,8 @@ SPECS = [
         title="Distance-penalised cross-entropy",
         category="distribution",
         fn=dpce_loss,
-        formula=r"L_{DPCE} = -\frac{1}{N}\sum_{i=1}^{N} (1 + D_i) \sum_{c=1}^{C} g_i^c \log s_i^c,\ "
-        r"D_i = 1 - \frac{d_i}{\max_j d_j}",
+        formula="",
+        formula_for=formulas.dpce,
         reference="Caliva et al., MIDL 2019; eq. 6 of Ma 2020",
         params={
             "include_background": ParamSpec(

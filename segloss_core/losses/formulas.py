@@ -53,9 +53,12 @@ def vector(name: str, values: Sequence[float] | None, default: str) -> str:
     return name + "=(" + ",".join(f"{v:g}" for v in values) + ")"
 
 
-def where(*parts: str) -> str:
-    """Join a formula and its definitions with ``\\quad``."""
-    return r",\quad ".join(p for p in parts if p)
+def where(main: str, *parts: str) -> str:
+    """The formula on the first line, its definitions on the second, notes (``\\text``) on the third."""
+    defs = r",\quad ".join(p for p in parts if p and not p.startswith(r"\text"))
+    notes = r",\quad ".join(p for p in parts if p.startswith(r"\text"))
+    lines = [line for line in (main, defs, notes) if line]
+    return lines[0] if len(lines) == 1 else r"\begin{gathered}" + r"\\ ".join(lines) + r"\end{gathered}"
 
 
 def dice_ratio(squared: bool) -> str:
@@ -204,7 +207,7 @@ def _boundary_classes(include_background: bool) -> str:
 
 def boundary(p: Params) -> str:
     return where(r"L_{BD}=\frac{1}{|K|N}\sum_{c\in K}\sum_{i=1}^{N}\phi_G^c(i)\,s_{ic}",
-                 r"\phi_G^c=\text{signed distance to the boundary of class }c",
+                 r"\phi_G^c=\text{signed distance to the boundary of class }c\text{ (positive outside)}",
                  _boundary_classes(p["include_background"]))
 
 

@@ -17,10 +17,10 @@ from .spec import CATEGORIES, GROUPS, LossSpec, ParamSpec
 
 
 def _collect() -> dict[str, LossSpec]:
-    from .losses import boundary, compound, distribution, region
+    from .losses import boundary, compound, distribution, region, topology
 
     specs: dict[str, LossSpec] = {}
-    for module in (distribution, region, boundary, compound):
+    for module in (distribution, region, boundary, compound, topology):
         for spec in module.SPECS:
             if spec.name in specs:
                 raise RuntimeError(f"loss {spec.name!r} registered twice")
@@ -41,7 +41,7 @@ def _registry() -> dict[str, LossSpec]:
 
 
 def list_losses(category: str | None = None) -> list[str]:
-    """Registry names, in taxonomy order (distribution, region, boundary, compound)."""
+    """Registry names, in taxonomy order (distribution, region, boundary, compound, topology)."""
     return [n for n, s in _registry().items() if category is None or s.category == category]
 
 

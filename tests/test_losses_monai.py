@@ -254,3 +254,49 @@ def test_log_hausdorff_dt_batch_is_the_mean_of_per_sample_logs():
 
 def test_log_hausdorff_dt_gradcheck():
     gradcheck("log_hausdorff_dt")
+
+
+# ----------------------------------------------------------------------------------------------
+# cldice, dice_cldice
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_cldice_matches_monai(shape):
+    probs, target = make_pair(shape)
+    close(sc.compute("cldice", probs, target), monai_losses.SoftclDiceLoss()(probs, target))
+    close(sc.compute("cldice", probs, target, reduction="none"),
+          monai_losses.SoftclDiceLoss(reduction="none")(probs, target))
+    close(sc.compute("dice_cldice", probs, target), monai_losses.SoftDiceclDiceLoss()(probs, target))
+    kw = dict(iterations=5, smooth_nr=0.5, smooth_dr=2.0, smooth_hm=1e-3, include_background=False)
+    ref = dict(iter_=5, smooth_nr=0.5, smooth_dr=2.0, smooth=1e-3, include_background=False)
+    close(sc.compute("cldice", probs, target, **kw), monai_losses.SoftclDiceLoss(**ref)(probs, target))
+    close(sc.compute("dice_cldice", probs, target, alpha=0.3, **kw),
+          monai_losses.SoftDiceclDiceLoss(alpha=0.3, **ref)(probs, target))
+
+
+def test_soft_skeleton_matches_monai_and_thins_a_bar():
+    from monai.losses.cldice import soft_skel
+
+    from segloss_core.losses.topology import soft_skeleton
+
+    probs, _ = make_pair((2, 3, 7, 9, 10))
+    assert torch.equal(soft_skeleton(probs, 4), soft_skel(probs, 4))
+    bar = torch.zeros(1, 1, 11, 30, dtype=torch.float64)
+    bar[0, 0, 3:8, 2:28] = 1  # 5 pixels thick
+    skel = soft_skeleton(bar, 3)
+    assert skel.sum() < bar.sum() / 4 and bool((skel[0, 0, 5, 5:25] == 1).all())  # the centre line survives
+
+
+def test_cldice_gradcheck():
+    gradcheck("cldice")
+    gradcheck("dice_cldice", (2, 3, 5, 6), include_background=False, iterations=2)
+
+
+def test_cldice_target_skeleton_is_remembered_per_target_and_follows_changes():
+    probs, target = make_pair((1, 2, 16, 16))
+    first = float(sc.compute("cldice", probs, target))
+    target[0, :, 4:8, 4:8] = target[0, :, 4:8, 4:8].flip(0)  # in place: the memo must see the new target
+    assert float(sc.compute("cldice", probs, target)) == pytest.approx(
+        float(monai_losses.SoftclDiceLoss()(probs, target)), rel=1e-12)
+    assert float(sc.compute("cldice", probs, target)) != first

@@ -14,6 +14,7 @@ EXPECTED = {
     "asymmetric", "penalty_gdl", "lovasz_softmax", "lovasz_hinge", "mcc", "wasserstein_dice",
     "boundary", "hausdorff_dt", "log_hausdorff_dt",
     "combo", "exp_log", "dice_ce", "region_size", "dice_focal", "generalized_dice_focal", "unified_focal",
+    "dice_cldice", "cldice",
 }
 NAMES = sc.list_losses()
 

@@ -4,7 +4,7 @@ Prints the machine, versions and torch thread count with every figure. Timings a
 interleaved repeats (ours, reference, ours, reference, ...), forward + backward unless stated.
 Runs with plain torch too (e.g. on a GPU machine without MONAI/Streamlit): missing columns are
 skipped. Usage: python benchmarks/run.py [--device cpu|cuda|auto] [--threads N [N ...]] [--repeats R]
-[--quick] [--no-browser]. See benchmarks/README.md for what each figure means.
+[--quick] [--no-browser] [--no-dataset]. See benchmarks/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -245,6 +245,9 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--browser", action=argparse.BooleanOptionalAction, default=True,
                     help="latency budgets in Chromium (bench_browser.py; its --quick subset with --quick)")
+    ap.add_argument("--dataset", action=argparse.BooleanOptionalAction, default=True,
+                    help="validation-set CLI: 50 cases of 128^3 with --jobs 1, --jobs 2, --dask local "
+                         "(bench_dataset.py; 6 cases with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="5 repeats, one thread count, small landscape run, no page timings")
     args = ap.parse_args(argv)
@@ -294,6 +297,11 @@ def main(argv=None):
         print(flush=True)
         torch.set_num_threads(threads[0])
         mod.main([])
+    if args.dataset:
+        import bench_dataset
+
+        print(flush=True)
+        bench_dataset.main(["--cases", "6"] if args.quick else [])
     if args.browser and device.type == "cpu":
         import bench_browser
 

@@ -15,7 +15,9 @@ axis. With a PNG/TIFF/NumPy label map (read ``(H, W)``, as nnU-Net's 2-D reader 
 singleton axis is dropped. If the shapes still differ the pair is refused with a one-line reason.
 
 Per case (:func:`evaluate_case`): every selected loss on the whole volume (batch of one, the one
-engine :func:`segloss_core.compute_all`), and :func:`segloss_core.metrics` of the arg-max
+engine :func:`segloss_core.compute_all`, in float64: float32 sums over millions of voxels depend on
+the reduction order, i.e. on the thread count, at the 1e-4 level, so a process pool and a serial
+run would disagree; in float64 they agree to about 1e-15), and :func:`segloss_core.metrics` of the arg-max
 prediction with the label map's header spacing, per foreground class (``metric_dice_1``, ...) and
 as the mean over the foreground classes where defined (``metric_dice``, ...). An undefined value
 (a loss that does not apply, a metric of an empty class) is ``None``: an empty CSV cell.
@@ -55,8 +57,10 @@ PRED_ORDER = (".npz", ".nii.gz", ".nii", ".npy", ".tiff", ".tif", ".png")
 LABEL_ORDER = (".nii.gz", ".nii", ".png", ".tiff", ".tif", ".npy", ".npz")
 #: Metric columns (mean over foreground classes); per class they get a ``_<label>`` suffix.
 METRICS = ("dice", "jaccard", "precision", "recall", "hd", "hd95", "assd")
-#: The two metrics every loss is rank-correlated with, as (summary key, column, sign).
-TARGETS = (("1-metric_dice", "metric_dice", -1.0), ("metric_hd95", "metric_hd95", 1.0))
+#: The two metrics every loss is rank-correlated with in the summary, as (summary key, column).
+TARGETS = (("1-metric_dice", "metric_dice"), ("metric_hd95", "metric_hd95"))
+#: Metrics where larger is worse (the others are compared as ``1 - metric``).
+DISTANCES = ("hd", "hd95", "assd")
 #: Largest ``dataset.json`` read for the class count.
 MAX_JSON_BYTES = 1024 * 1024
 
@@ -98,16 +102,29 @@ def _extension(filename: str) -> str:
     return next(ext for ext in EXTENSIONS if low.endswith(ext))
 
 
-def _scan(folder: str, order: Sequence[str]) -> dict[str, str]:
-    """case id -> path of the preferred file (by ``order``) in ``folder`` (not recursive)."""
+def _choose(names: Iterable[str], order: Sequence[str]) -> dict[str, str]:
+    """case id -> the preferred file name (by extension ``order``) among ``names``."""
     found: dict[str, list[str]] = {}
+    for name in names:
+        cid = case_id(name)
+        if cid is not None:
+            found.setdefault(cid, []).append(name)
+    return {cid: min(group, key=lambda n: order.index(_extension(n))) for cid, group in found.items()}
+
+
+def pair_names(label_names: Iterable[str], pred_names: Iterable[str], *, labels_where: str = "the labels",
+               preds_where: str = "the predictions") -> tuple[list[tuple[str, str, str]], list[tuple[str, str]]]:
+    """``([(case, label name, prediction name)], [(case, reason)])`` by case id, sorted."""
+    labels, preds = _choose(label_names, LABEL_ORDER), _choose(pred_names, PRED_ORDER)
+    pairs = [(c, labels[c], preds[c]) for c in sorted(labels) if c in preds]
+    unpaired = [(c, f"no prediction in {preds_where}") for c in labels if c not in preds]
+    unpaired += [(c, f"no label map in {labels_where}") for c in preds if c not in labels]
+    return pairs, sorted(unpaired)
+
+
+def _files(folder: str) -> list[str]:
     with os.scandir(folder) as entries:
-        for entry in entries:
-            cid = case_id(entry.name)
-            if cid is not None and entry.is_file():
-                found.setdefault(cid, []).append(entry.name)
-    return {cid: os.path.join(folder, min(names, key=lambda n: order.index(_extension(n))))
-            for cid, names in found.items()}
+        return [e.name for e in entries if e.is_file()]
 
 
 def _check_folder(folder, flag: str) -> str:
@@ -125,13 +142,12 @@ def pair_folders(gt_dir, pred_dir) -> Pairing:
     Raises ``OSError`` (one line) when a folder is missing or unreadable."""
     gt_dir, pred_dir = _check_folder(gt_dir, "--gt-dir"), _check_folder(pred_dir, "--pred-dir")
     try:
-        labels, preds = _scan(gt_dir, LABEL_ORDER), _scan(pred_dir, PRED_ORDER)
+        label_names, pred_names = _files(gt_dir), _files(pred_dir)
     except OSError as err:
         raise OSError(f"cannot list a folder ({err.strerror or err})") from None
-    pairs = [Pair(c, labels[c], preds[c]) for c in sorted(labels) if c in preds]
-    unpaired = [(c, f"no prediction in {pred_dir}") for c in sorted(labels) if c not in preds]
-    unpaired += [(c, f"no label map in {gt_dir}") for c in sorted(preds) if c not in labels]
-    return Pairing(pairs, sorted(unpaired))
+    found, unpaired = pair_names(label_names, pred_names, labels_where=gt_dir, preds_where=pred_dir)
+    pairs = [Pair(c, os.path.join(gt_dir, g), os.path.join(pred_dir, p)) for c, g, p in found]
+    return Pairing(pairs, unpaired)
 
 
 def dataset_num_classes(*folders) -> int | None:
@@ -208,23 +224,31 @@ def _with_classes(case, pred, num_classes: int | None, name: str):
     return Case(case.gt, probs, case.spacing, case.name, meta=case.meta)
 
 
-def read_pair(gt_path, pred_path, *, name: str | None = None, num_classes: int | None = None):
-    """A checked :class:`~segloss_core.Case` from a label map and a prediction file (the safe
-    readers of :mod:`segloss_core.io`, with nnU-Net's probability export recognised)."""
+def read_pair_bytes(gt_data: bytes, gt_name: str, pred_data: bytes, pred_name: str, *, name: str,
+                    num_classes: int | None = None):
+    """A checked :class:`~segloss_core.Case` from a label map's and a prediction's bytes (the safe
+    readers of :mod:`segloss_core.io`, with nnU-Net's probability export recognised by its one
+    ``probabilities`` array in an ``.npz``)."""
     from . import io as sio
 
-    gt_path, pred_path = os.fspath(gt_path), os.fspath(pred_path)
-    name = name or case_id(os.path.basename(gt_path)) or os.path.basename(gt_path)
-    gt = sio.read_label_map(sio.read_path(gt_path), os.path.basename(gt_path))
-    data = sio.read_path(pred_path)
-    pname = os.path.basename(pred_path)
-    if pred_path.lower().endswith(".npz") and _nnunet_probabilities(data):
-        pred = _to_label_order(sio.read_prediction(data, pname, gt.num_classes), gt, pname)
+    gt = sio.read_label_map(gt_data, gt_name)
+    if pred_name.lower().endswith(".npz") and _nnunet_probabilities(pred_data):
+        pred = _to_label_order(sio.read_prediction(pred_data, pred_name, gt.num_classes), gt, pred_name)
     else:
-        pred = sio.read_prediction(data, pname, gt.num_classes, spatial_shape=tuple(gt.array.shape),
+        pred = sio.read_prediction(pred_data, pred_name, gt.num_classes, spatial_shape=tuple(gt.array.shape),
                                    colours=gt.colours)
     case = sio.make_case(gt, pred, name)
     return _with_classes(case, pred, num_classes, name)
+
+
+def read_pair(gt_path, pred_path, *, name: str | None = None, num_classes: int | None = None):
+    """:func:`read_pair_bytes` of two files (at most ``io.MAX_UPLOAD_BYTES`` each)."""
+    from . import io as sio
+
+    gt_path, pred_path = os.fspath(gt_path), os.fspath(pred_path)
+    gt_name, pred_name = os.path.basename(gt_path), os.path.basename(pred_path)
+    return read_pair_bytes(sio.read_path(gt_path), gt_name, sio.read_path(pred_path), pred_name,
+                           name=name or case_id(gt_name) or gt_name, num_classes=num_classes)
 
 
 def _number(value) -> float | None:
@@ -245,11 +269,19 @@ def evaluate_case(gt_path, pred_path, losses: Sequence[str] | None = None,
     (``metric_<m>_<label>``) and as their mean over the classes where defined (``metric_<m>``).
     Undefined values are ``None``. Raises ``ValueError`` (one line) for an unusable pair.
     """
+    case = read_pair(gt_path, pred_path, name=name, num_classes=num_classes)
+    return case_row(case, losses, params, device=device)
+
+
+def case_row(case, losses: Sequence[str] | None = None, params: dict[str, dict] | None = None, *,
+             device: str = "cpu") -> dict[str, float | str | None]:
+    """The row of :func:`evaluate_case` for a :class:`~segloss_core.Case` already read."""
+    import torch
+
     import segloss_core as sc
 
-    case = read_pair(gt_path, pred_path, name=name, num_classes=num_classes)
     names = list(losses) if losses else sc.list_losses()
-    probs, target = case.tensors(device=device)
+    probs, target = case.tensors(device=device, dtype=torch.float64)
     values = sc.compute_all(probs, target, names, params=params or {}, spacing=case.spacing)
     per_class = sc.metrics(case.hard_prediction, case.gt, spacing=case.spacing, num_classes=case.num_classes)
     row: dict[str, float | str | None] = {"case": case.name}
@@ -289,22 +321,26 @@ def single_thread() -> None:
         torch.set_num_threads(1)
 
 
+def guarded(case: str, make_row: Callable[[], dict]) -> Outcome:
+    """``make_row()`` as an :class:`Outcome`; any failure becomes a one-line reason."""
+    try:
+        return Outcome(case, row=make_row())
+    except MemoryError:
+        return Outcome(case, error="out of memory")
+    except (ValueError, OSError) as err:
+        return Outcome(case, error=_one_line(err))
+    except Exception as err:  # noqa: BLE001 - one bad case must not stop a data set
+        return Outcome(case, error=f"internal error: {type(err).__name__}: {_one_line(err)}")
+
+
 def evaluate_outcome(pair: Pair, losses=None, params=None, num_classes=None, device: str = "cpu",
                      worker: bool = False) -> Outcome:
     """:func:`evaluate_case` with every failure turned into a one-line reason (the task every
     runner sends; it never raises, so a bad pair never stops a run)."""
     if worker:
         single_thread()
-    try:
-        row = evaluate_case(pair.gt, pair.pred, losses, params, num_classes=num_classes, device=device,
-                            name=pair.case)
-        return Outcome(pair.case, row=row)
-    except MemoryError:
-        return Outcome(pair.case, error="out of memory")
-    except (ValueError, OSError) as err:
-        return Outcome(pair.case, error=_one_line(err))
-    except Exception as err:  # noqa: BLE001 - one bad case must not stop a data set
-        return Outcome(pair.case, error=f"internal error: {type(err).__name__}: {_one_line(err)}")
+    return guarded(pair.case, lambda: evaluate_case(pair.gt, pair.pred, losses, params, num_classes=num_classes,
+                                                    device=device, name=pair.case))
 
 
 def _serial(pairs, kw) -> Iterator[Outcome]:
@@ -454,14 +490,44 @@ def rank_correlation(x: Sequence[float], y: Sequence[float]) -> dict:
     return out
 
 
-def _paired(rows, a: str, b: str, sign_b: float) -> tuple[list[float], list[float]]:
-    xs, ys = [], []
+def worse_is_higher(metric_column: str) -> bool:
+    """Distances (``metric_hd95``, ``metric_assd_2``, ...) grow as a case gets worse; overlaps shrink."""
+    parts = metric_column.removeprefix("metric_").split("_")
+    return parts[0] in DISTANCES
+
+
+def badness(metric_column: str) -> str:
+    """How a metric column is compared with losses: ``"1-metric_dice"`` or ``"metric_hd95"``."""
+    return metric_column if worse_is_higher(metric_column) else f"1-{metric_column}"
+
+
+def paired(rows: Sequence[dict], loss: str, metric_column: str) -> tuple[list[float], list[float], list[str]]:
+    """(loss values, metric badness, case ids) over the cases where both are defined; badness is
+    the metric for distances, ``1 - metric`` for overlaps (so both grow as the case gets worse)."""
+    xs, ys, ids = [], [], []
+    flip = not worse_is_higher(metric_column)
     for row in rows:
-        va, vb = row.get(a), row.get(b)
+        va, vb = row.get(loss), row.get(metric_column)
         if va is not None and vb is not None:
             xs.append(float(va))
-            ys.append(1.0 - float(vb) if sign_b < 0 else float(vb))
-    return xs, ys
+            ys.append(1.0 - float(vb) if flip else float(vb))
+            ids.append(str(row.get("case")))
+    return xs, ys, ids
+
+
+def agreement_with(rows: Sequence[dict], metric_column: str, losses: Sequence[str] | None = None) -> dict:
+    """``{loss: {n, spearman, kendall}}``: each loss's rank correlation with the metric's badness."""
+    losses = loss_columns(columns(rows)) if losses is None else losses
+    return {loss: rank_correlation(*paired(rows, loss, metric_column)[:2]) for loss in losses}
+
+
+def worst_cases(rows: Sequence[dict], column: str, k: int = 5) -> list[tuple[str, float]]:
+    """The ``k`` worst cases by ``column`` as ``(case, value)``: a loss's largest values, a metric's
+    lowest overlaps or largest distances (ties by case id)."""
+    flip = column.startswith("metric_") and not worse_is_higher(column)
+    scored = [(float(r[column]), str(r.get("case"))) for r in rows if r.get(column) is not None]
+    scored.sort(key=lambda t: (t[0] if flip else -t[0], t[1]))
+    return [(case, value) for value, case in scored[:k]]
 
 
 def summarise(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = ()) -> dict:
@@ -469,9 +535,8 @@ def summarise(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = ()) -> 
     {loss: {"1-metric_dice": {n, spearman, kendall}, "metric_hd95": {...}}}}``."""
     cols = columns(rows)
     table = {c: _stats([float(r[c]) for r in rows if r.get(c) is not None]) for c in cols if c != "case"}
-    agreement = {}
-    for loss in loss_columns(cols):
-        agreement[loss] = {key: rank_correlation(*_paired(rows, loss, col, sign)) for key, col, sign in TARGETS}
+    by_target = {key: agreement_with(rows, col, loss_columns(cols)) for key, col in TARGETS}
+    agreement = {loss: {key: by_target[key][loss] for key, _ in TARGETS} for loss in loss_columns(cols)}
     return {
         "cases": len(rows),
         "skipped": [{"case": c, "reason": r} for c, r in skipped],

@@ -79,7 +79,7 @@ def save_nnunet(path: Path, probs_xyz: np.ndarray) -> None:
 def expected_row(gt: np.ndarray, probs: np.ndarray, spacing) -> dict:
     """The row computed directly: the engine and the metrics on arrays in nibabel's order."""
     case = sc.Case(gt.astype(np.int64), probs, spacing)
-    p, t = case.tensors()
+    p, t = case.tensors(dtype=torch.float64)  # float64: the same numbers whatever the thread count
     values = sc.compute_all(p, t, LOSSES, params=PARAMS, spacing=case.spacing)
     per_class = sc.metrics(case.hard_prediction, case.gt, spacing=case.spacing, num_classes=case.num_classes)
     row = {n: (v if isinstance(v, float) else None) for n, v in values.items()}
@@ -96,8 +96,11 @@ GOOD = ("case_a", "case_b", "case_e", "case_g", "case_h", "case_k")
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> tuple[Path, Path, dict]:
-    """labels/, predictions/ and the expected row of every good case."""
-    root = tmp_path_factory.mktemp("nnunet")
+    return build_folder(tmp_path_factory.mktemp("nnunet"))
+
+
+def build_folder(root: Path) -> tuple[Path, Path, dict]:
+    """labels/, predictions/ under ``root`` and the expected row of every good case."""
     labels, preds = root / "labels", root / "predictions"
     labels.mkdir()
     preds.mkdir()

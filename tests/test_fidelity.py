@@ -206,3 +206,77 @@ def test_metric_definitions_are_stated_in_the_docstrings_and_beside_the_metrics(
     shown = " ".join(str(getattr(e, "value", "")) for e in at.markdown) + " ".join(str(e.value) for e in at.caption)
     for key in ("hd95", "assd"):
         assert " ".join(defs[key].split()) in " ".join(shown.split())
+
+
+# ------------------------------------------------------------------------ displayed formulas follow the parameters
+
+#: Parameter kinds whose value changes a formula's form (numbers only change a symbol's value).
+FORM_KINDS = ("bool", "choice", "floats", "matrix")
+
+
+def _other_values(ps: sc.ParamSpec) -> list:
+    if ps.kind == "bool":
+        return [not ps.default]
+    if ps.kind == "choice":
+        return [c for c in ps.choices if c != ps.default]
+    if ps.kind == "floats":
+        return [(0.2, 0.8)] if ps.default is None else [None]
+    return [((0.0, 1.0), (1.0, 0.0))] if ps.default is None else [None]  # matrix
+
+
+def _form_changes():
+    return [(n, k, v) for n in sc.list_losses() for k, ps in sc.get_loss(n).params.items() if ps.kind in FORM_KINDS
+            for v in _other_values(ps)]
+
+
+def _balanced(tex: str) -> bool:
+    depth = 0
+    for ch in tex.replace(r"\{", "").replace(r"\}", ""):
+        depth += {"{": 1, "}": -1}.get(ch, 0)
+        if depth < 0:
+            return False
+    return depth == 0 and tex.count(r"\left") == tex.count(r"\right")
+
+
+@pytest.mark.parametrize(("name", "param", "value"), _form_changes())
+def test_formula_changes_with_every_parameter_that_changes_its_form(name, param, value):
+    spec = sc.get_loss(name)
+    before, after = spec.formula_text(), spec.formula_text({param: value})
+    assert after != before, f"{name}: the formula ignores {param}={value!r}"
+    assert _balanced(after) and _balanced(before)
+
+
+@pytest.mark.parametrize("name", sc.list_losses())
+def test_formula_at_the_defaults_is_the_spec_formula_and_valid_latex(name):
+    spec = sc.get_loss(name)
+    assert spec.formula_text() == spec.formula == spec.formula_text(spec.defaults)
+    assert _balanced(spec.formula), spec.formula
+    assert "{}" not in spec.formula and "\n" not in spec.formula
+
+
+def _first_line(tex: str) -> str:
+    return tex.removeprefix(r"\begin{gathered}").split(r"\\")[0]
+
+
+def test_formulas_state_what_the_code_computes():
+    f = {n: sc.get_loss(n).formula_text for n in ("combo", "exp_log", "region_size", "sensitivity_specificity",
+                                                  "dice", "iou")}
+    fg_mean = r"\frac{1}{C-1}\sum_{c=1}^{C-1}"
+    # combo: per foreground class, the background BCE term inside the bracket of the class mean
+    assert f["combo"]().startswith(r"L_{Combo}=" + fg_mean + r"\Big[\alpha\Big(-\frac{1}{N}\sum_{i=1}^{N}\big(")
+    assert r"(1-\beta)(1-g_{ic})\log(1-s_{ic})\big)\Big)" in f["combo"]()
+    # exp_log: foreground-only smoothed Dice, CE term with its target g
+    assert fg_mean + r"\big(-\log Dice_c\big)^{\gamma}" in f["exp_log"]()
+    assert r"g_{ic}\big(-\log s_{ic}\big)^{\gamma}" in f["exp_log"]() and r"+\epsilon}" in f["exp_log"]()
+    # region_size: each penalty shown, tau defined
+    assert r"\tau_c\log\frac{\tau_c}{\hat\tau_c}" in f["region_size"]({"penalty": "kl"})
+    assert r"\big|\hat\tau_c-\tau_c\big|" in f["region_size"]()
+    for kw in ({}, {"penalty": "kl"}, {"target_proportion": [0.1]}):
+        assert r"\tau_c=" in f["region_size"](kw) or r"\tau=(" in f["region_size"](kw)
+    assert r"\tau=(0.9,0.1)" in f["region_size"]({"target_proportion": [0.1]})
+    # sensitivity-specificity: the mean over the foreground classes
+    assert _first_line(f["sensitivity_specificity"]()).startswith(fg_mean)
+    # dice / iou: the squared (V-Net) sums
+    for name in ("dice", "iou"):
+        assert r"\sum_i s_{ic}^2+\sum_i g_{ic}^2" in f[name]({"squared": True})
+        assert "^2" not in f[name]()

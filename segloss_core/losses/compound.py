@@ -624,8 +624,8 @@ SPECS = [
         title="Dice + clDice",
         category="compound",
         fn=dice_cldice_loss,
-        formula=r"L = (1-\alpha)\Big(1 - \frac{1}{|C|}\sum_c \frac{2\,TP_c + 1}{\sum_i s_i^c + \sum_i g_i^c + 1}\Big)"
-        r" + \alpha\, L_{clDice}",
+        formula="",
+        formula_for=formulas.dice_cldice,
         reference="Shit et al., CVPR 2021 (MONAI SoftDiceclDiceLoss)",
         params={"alpha": ParamSpec(0.5, "float", "Weight of the clDice term; 1 - alpha goes to the Dice term.",
                                    range=(0.0, 1.0), step=0.05), **cldice_params()},

@@ -282,12 +282,40 @@ def generalized_dice_focal(p: Params) -> str:
                  GDL_WEIGHTS, tp_definition(False))
 
 
+# ----------------------------------------------------------------------------------------------
+# topology losses
+# ----------------------------------------------------------------------------------------------
+
+
+def _cldice_parts(include_background: bool) -> tuple[str, ...]:
+    k = class_sum(include_background)
+    return (r"T_{prec}=\frac{" + k + r"\sum_i S^P_{ic}\,g_{ic}+\epsilon_{nr}}{" + k + r"\sum_i S^P_{ic}+\epsilon_{dr}}",
+            r"T_{sens}=\frac{" + k + r"\sum_i S^G_{ic}\,s_{ic}+\epsilon_{nr}}{" + k + r"\sum_i S^G_{ic}+\epsilon_{dr}}",
+            r"S^P,\ S^G=\text{soft skeletons of }s\text{ and }g")
+
+
+CLDICE = r"1-\frac{2\,T_{prec}\,T_{sens}}{T_{prec}+T_{sens}+\epsilon_{hm}}"
+
+
+def cldice(p: Params) -> str:
+    return where("L_{clDice}=" + CLDICE, *_cldice_parts(p["include_background"]), r"\text{per sample}")
+
+
+def dice_cldice(p: Params) -> str:
+    d = (r"1-" + class_mean(p["include_background"])
+         + r"\frac{2\,TP_c+\epsilon_{nr}}{\sum_i s_{ic}+\sum_i g_{ic}+\epsilon_{dr}}")
+    return where(r"L=(1-\alpha)\Big(" + d + r"\Big)+\alpha\,L_{clDice}", "L_{clDice}=" + CLDICE,
+                 *_cldice_parts(p["include_background"]), r"TP_c=\sum_i s_{ic}g_{ic}")
+
+
 __all__ = [
     "COMBO",
     "asymmetric",
     "boundary",
+    "cldice",
     "dice",
     "dice_ce",
+    "dice_cldice",
     "dice_focal",
     "dpce",
     "exp_log",

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 
 from .._tensors import reduce_samples, tensor_memo
 from ..spec import LossSpec, ParamSpec
+from . import formulas
 from .region import _safe_ratio
 
 __all__ = ["soft_erode", "soft_dilate", "soft_skeleton", "cldice_loss", "cldice_params", "SPECS"]
@@ -173,8 +174,8 @@ SPECS = [
         title="clDice (soft skeleton)",
         category="topology",
         fn=cldice_loss,
-        formula=r"L_{clDice} = 1 - \frac{2\,T_{prec} T_{sens}}{T_{prec} + T_{sens}},\ "
-        r"T_{prec} = \frac{\sum S_P \odot G}{\sum S_P},\ T_{sens} = \frac{\sum S_G \odot P}{\sum S_G}",
+        formula="",
+        formula_for=formulas.cldice,
         reference="Shit et al., CVPR 2021 (MONAI SoftclDiceLoss); not in Ma 2020",
         params=cldice_params(),
         slow=True,

@@ -14,7 +14,7 @@ Figures: wall seconds, seconds per case, speed-up over ``--jobs 1`` and the scal
 workers with one thread each, so the efficiency is what a user gains over the plain command.
 
 Run: ``.venv/bin/python benchmarks/bench_dataset.py [--cases 50] [--size 128] [--workers 2]
-[--losses dice,ce]`` (also called by ``benchmarks/run.py --dataset``; with ``--quick``: 6 cases).
+[--losses fast|all|dice,ce]`` (also called by ``benchmarks/run.py --dataset``; with ``--quick``: 6 cases).
 """
 
 from __future__ import annotations
@@ -75,11 +75,9 @@ def write_dataset(folder: Path, cases: int, size: int, classes: int) -> float:
     return time.perf_counter() - t0
 
 
-def run_cli(folder: Path, out: Path, extra: list[str], losses: str | None) -> tuple[float, int, str]:
+def run_cli(folder: Path, out: Path, extra: list[str], losses: str) -> tuple[float, int, str]:
     cmd = [sys.executable, "-m", "segloss_core", "evaluate", "--gt-dir", str(folder / "labels"),
-           "--pred-dir", str(folder / "predictions"), "--out", str(out), "--json", *extra]
-    if losses:
-        cmd += ["--losses", losses]
+           "--pred-dir", str(folder / "predictions"), "--out", str(out), "--json", "--losses", losses, *extra]
     t0 = time.perf_counter()
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     return time.perf_counter() - t0, res.returncode, res.stderr
@@ -110,15 +108,21 @@ def main(argv=None) -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--classes", type=int, default=3)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--losses", default=None, help="comma-separated (default: every registered loss)")
+    ap.add_argument("--losses", default="fast",
+                    help="comma-separated names, 'all', or 'fast' (default: every loss not flagged slow; "
+                         "clDice's skeletons alone take ~20 s per 128^3 case)")
     args = ap.parse_args(argv)
     import torch
 
     import segloss_core as sc
 
     n = args.workers
+    losses = args.losses
+    if losses in ("fast", "all"):
+        names = [k for k in sc.list_losses() if losses == "all" or not getattr(sc.get_loss(k), "slow", False)]
+        losses = ",".join(names)
     print(f"Validation set: {args.cases} cases of {args.size}^3, {args.classes} classes, nnU-Net probabilities; "
-          f"losses: {args.losses or f'all {len(sc.list_losses())}'}")
+          f"{len(losses.split(','))} losses ({args.losses}): {losses}; float64")
     print(f"machine: {platform.node()} {os.cpu_count()} cpus, load average {os.getloadavg()[0]:.1f}; "
           f"torch {torch.__version__} with {torch.get_num_threads()} thread(s) for --jobs 1, 1 per worker")
     with tempfile.TemporaryDirectory(prefix="segloss-bench-") as tmp:
@@ -130,7 +134,7 @@ def main(argv=None) -> None:
         results = []
         for label, extra in modes:
             out = folder / f"out{len(results)}.csv"
-            wall, rc, err = run_cli(folder, out, extra, args.losses)
+            wall, rc, err = run_cli(folder, out, extra, losses)
             if rc != 0:
                 print(f"{label}: exit {rc}: {err.strip().splitlines()[-1] if err.strip() else ''}")
                 return

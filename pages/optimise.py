@@ -136,8 +136,9 @@ def _settings(case, params) -> opt.Settings:
         kw["max_side"] = cols[1].select_slider(
             "Working resolution (longer side, px)", sides, value=max(s for s in sides if s <= default)
             if min(sides) <= default else sides[0], key=f"{KEY}max_side_{model}",
-            help="The case is reduced by area averaging before training (the CNN is about ten times "
-                 "slower per pixel than free logits, hence its smaller default).")
+            help="The case is reduced by area averaging before training (the CNN runs its convolutions "
+                 "forward and backward at every step, so it costs more per pixel than free logits, "
+                 "hence its smaller default).")
     loss_params = {n: dict(params[n]) for n in losses if params.get(n)}
     return opt.Settings(losses=tuple(losses), model=model, optimiser=optimiser, lr=float(lr), steps=int(steps),
                         target=target, params=loss_params, **kw)

@@ -317,3 +317,29 @@ def test_readme_weighted_ce_sweep(populations):
            vessel.reference[dice_label]["spearman"])
     _check(README, "the best weight stays below Dice's ρ = {} ({} on the disk)", 1, r_d)
     assert disk.reference[dice_label]["spearman"] == pytest.approx(1.0, abs=1e-12) and r_d < 1
+
+
+# ---------------------------------------------------------------------------------------------
+# the empty-class policy shown beside the Playground's table
+# ---------------------------------------------------------------------------------------------
+
+
+def test_empty_class_policy_numbers():
+    from segloss_core.losses.region import EMPTY_CLASS_POLICY, SMOOTH
+
+    assert "predicted empty scores 0 and one with false positives scores about 1" in EMPTY_CLASS_POLICY
+    assert "gradient ~ smooth/FP^2" in EMPTY_CLASS_POLICY
+    case = make_case("empty")
+    probs, target = _tensors(case)
+    fg_only = {"include_background": False}
+    exact_empty = torch.stack([torch.ones_like(probs[:, 0]), torch.zeros_like(probs[:, 0])], 1)
+    assert float(sc.compute("dice", exact_empty, target, **fg_only)) == 0.0  # "predicted empty scores 0"
+    probs.requires_grad_(True)
+    value = sc.compute("dice", probs, target, **fg_only)
+    value.backward()
+    fp = float(probs.detach()[0, 1].sum())  # the blob's soft mass: every foreground probability is a false positive
+    # "about 1": within 1e-6 here (1 - s/(FP + s) with FP of the default blob)
+    assert fp > 10 and abs(float(value) - 1.0) <= 1e-6
+    assert float(value) == pytest.approx(1 - SMOOTH / (fp + SMOOTH), abs=1e-12)
+    # "gradient ~ smooth/FP^2" (docs/theory.md, G1 with G = 0): every pixel gets s/(FP + s)^2 on channel 1
+    np.testing.assert_allclose(probs.grad[0, 1].numpy(), SMOOTH / (fp + SMOOTH) ** 2, rtol=1e-9)

@@ -133,7 +133,10 @@ def table_panel(case, params, volume) -> dict:
             st.session_state[FORMULA_KEY] = "dice" if "dice" in names else names[0]
         name = st.selectbox("Formula of", names, key=FORMULA_KEY, format_func=lambda n: get_loss(n).title)
         spec = get_loss(name)
-        st.latex(spec.formula)
+        try:  # the formula for the parameters in force
+            st.latex(spec.formula_text(params.get(name)))
+        except ValueError:
+            st.latex(spec.formula)
         st.caption(f"{spec.summary}  \nReference: {spec.reference}")
         used = {**spec.defaults, **params.get(name, {})}
         if used:

@@ -575,7 +575,8 @@ def _dice_items(case, r: LossGradient, wrt, channel, groups, check) -> list[Expl
             "the textbook form 2I/(|S|+|G|)^2 is the case include_background=False, smooth=0, squared=False "
             "of a binary case; the numbers below are for the settings in force")
     items.append(ExplanationItem("dice", "settings", f"Dice settings in force: {settings}; {note}.",
-                                 {"K": k_used, "smooth": t.smooth, "value": r.value}))
+                                 {"K": k_used, "smooth": t.smooth, "value": r.value},
+                                 get_loss("dice").formula_text(r.params)))
     if channel not in t.classes:
         items.append(ExplanationItem(
             "dice", "channel",

@@ -280,3 +280,18 @@ def test_formulas_state_what_the_code_computes():
     for name in ("dice", "iou"):
         assert r"\sum_i s_{ic}^2+\sum_i g_{ic}^2" in f[name]({"squared": True})
         assert "^2" not in f[name]()
+
+
+def test_playground_and_gradient_page_show_the_formula_for_the_parameters_in_force():
+    from segloss_core import gradients as gr
+    from tests.page_helpers import disk_case, run_page
+    from ui.session import PARAMS_KEY
+
+    params = {"dice": {"squared": True, "include_background": False}}
+    at = run_page("playground", disk_case(), state={PARAMS_KEY: params})
+    shown = [e.value.strip("$\n") for e in at.latex]
+    dice = sc.get_loss("dice")
+    assert dice.formula_text(params["dice"]) in shown and dice.formula not in shown
+    case = disk_case()
+    items = gr.explain(case, gr.gradient_maps(case, ("dice",), params=params), ("dice",), params=params).items
+    assert dice.formula_text(params["dice"]) in [i.formula for i in items]

@@ -243,7 +243,7 @@ if source.get("kind") == "preset":
 else:
     st.caption(f"**{case.name}**: {' x '.join(map(str, case.gt.shape))} px, {case.num_classes} classes.")
 
-with st.expander("Three what-if questions to try"):
+with st.expander("What-if questions to try"):
     st.markdown(claims.what_if_text())  # numbers computed live from the presets
 with panel("the images"):
     images_panel(case)

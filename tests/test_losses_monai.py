@@ -300,3 +300,22 @@ def test_cldice_target_skeleton_is_remembered_per_target_and_follows_changes():
     assert float(sc.compute("cldice", probs, target)) == pytest.approx(
         float(monai_losses.SoftclDiceLoss()(probs, target)), rel=1e-12)
     assert float(sc.compute("cldice", probs, target)) != first
+
+
+def test_vessel_what_if_line_numbers():
+    """The Playground's clDice question: its numbers, recomputed with MONAI on the preset's tensors."""
+    from segloss_core import claims
+    from segloss_core.presets import PRESETS, make_case
+
+    assert PRESETS["vessel"].params["thickness"].default == 3.0  # the thin vessel the sentence describes
+    text = " ".join(claims.what_if_text().split())
+    numbers = {}
+    for key, pred in (("base", {}), ("noise", {"noise": 1.0}), ("thick", {"dilate": 2.0})):
+        probs, target = make_case("vessel", prediction=pred).tensors(dtype=torch.float64)
+        numbers[key] = (float(monai_losses.DiceLoss()(probs, target)), float(monai_losses.SoftclDiceLoss()(probs, target)))
+    (bd, bc), (nd, nc), (td, tc) = numbers["base"], numbers["noise"], numbers["thick"]
+    assert f"shift y 0: the Dice loss is {bd:.3f}, clDice {bc:.3f}." in text
+    assert f"Dice only rises to {nd:.3f} but clDice to {nc:.3f}:" in text
+    assert f"raises Dice to {td:.3f} and lowers clDice to {tc:.3f}:" in text
+    # what the sentence claims: noise moves clDice far more than Dice; thickening lowers clDice, raises Dice
+    assert nc - bc > 4 * (nd - bd) > 0 and tc < bc and td > bd

@@ -210,8 +210,10 @@ def sweep_panel(params, titles):
                 "(≈ 1/R): the same boundary mistake costs a small object far more."]
         if "ce" in sweep.values and not isinstance(sweep.values["ce"], str):
             ce = sweep.values["ce"]
-            text.append(f"Mean CE instead rises from {ce[0]:.2g} to {ce[-1]:.2g} (∝ R/N): it counts wrong pixels, "
-                        "whatever the object's size.")
+            floor = float(-np.log(sweep.confidence))  # every pixel's price for its confidence
+            text.append(f"Mean CE instead rises from {ce[0]:.2g} to {ce[-1]:.2g}: above the {floor:.2g} every pixel "
+                        "pays for its confidence it grows ∝ R/N, because it counts wrong pixels, whatever the "
+                        "object's size.")
         if "dice" in sweep.grad_mean and not isinstance(sweep.grad_mean["dice"], str):
             g = sweep.grad_mean["dice"]
             text.append(f"Dice's mean gradient shrinks {g[0] / g[-1]:.0f}-fold from the smallest to the largest "

@@ -343,3 +343,37 @@ def test_empty_class_policy_numbers():
     assert float(value) == pytest.approx(1 - SMOOTH / (fp + SMOOTH), abs=1e-12)
     # "gradient ~ smooth/FP^2" (docs/theory.md, G1 with G = 0): every pixel gets s/(FP + s)^2 on channel 1
     np.testing.assert_allclose(probs.grad[0, 1].numpy(), SMOOTH / (fp + SMOOTH) ** 2, rtol=1e-9)
+
+
+# ---------------------------------------------------------------------------------------------
+# page texts with a quantitative shape: the gradient-scaling caption, the bias page's size sweep
+# ---------------------------------------------------------------------------------------------
+
+
+def test_gradient_scaling_caption():
+    """"Dice normalises by the object's size; CE's per-pixel gradient does not depend on it" (page defaults
+    p_in = 0.7, p_out = 0, 256 x 256, w.r.t. probabilities)."""
+    source = (ROOT / "pages" / "gradients.py").read_text(encoding="utf-8")
+    assert "SCALING_RADII = (2, 4, 8, 16, 32, 64)" in source and "SCALING_SIZE = 256" in source
+    assert re.search(r'"p_in", 0\.05, 0\.95, 0\.7,', source) and re.search(r'"p_out", 0\.0, 0\.2, 0\.0,', source)
+    table = gr.dice_vs_ce_scaling((2, 4, 8, 16, 32, 64), 256, 0.7, 0.0, ("dice", "ce"), "probs", device="cpu")
+    ce = np.asarray(table.per_loss["ce"]["object_mean"])
+    dice = np.asarray(table.per_loss["dice"]["object_mean"])
+    np.testing.assert_allclose(ce, 1 / (256 * 256 * 0.7), rtol=1e-6)  # -1/(N p_in) at every size (G6)
+    assert np.all(np.diff(dice) < 0)  # Dice's per-pixel gradient falls as the object grows (G1)
+
+
+def test_bias_size_sweep_shapes():
+    """The size-sweep text: hard Dice loss "(≈ 1/R)" and mean CE, above the -log(confidence) every pixel
+    pays, "∝ R/N", over the page's default sweep (boundary error +1 px, confidence 0.999). Explicit
+    tolerance: the log-log slopes against R are -1 and +1 within 0.1 (single points scatter by up to
+    40 % at the smallest, rasterised radii)."""
+    source = (ROOT / "pages" / "bias.py").read_text(encoding="utf-8")
+    assert "(≈ 1/R)" in source and "pays for its confidence it grows ∝ R/N" in source
+    assert re.search(r'"Boundary error \(px\)", \[[^]]*\], value=1\.0', source)
+    assert re.search(r'"Confidence", \[[^]]*\], value=0\.999', source)
+    sweep = bias.size_sweep(boundary_error_px=1.0, losses=["ce"], confidence=0.999)
+    log_r = np.log(np.asarray(sweep.radius, dtype=np.float64))
+    dice_slope = np.polyfit(log_r, np.log(sweep.hard_dice_loss), 1)[0]
+    ce_slope = np.polyfit(log_r, np.log(np.asarray(sweep.values["ce"]) + math.log(0.999)), 1)[0]
+    assert abs(dice_slope + 1) <= 0.1 and abs(ce_slope - 1) <= 0.1, (dice_slope, ce_slope)

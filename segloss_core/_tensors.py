@@ -136,7 +136,7 @@ def _all_finite(t: torch.Tensor) -> bool:
 MEMO_MAX_TENSORS = 64
 
 _memo: OrderedDict[int, tuple[weakref.ref, tuple, dict[Any, Any]]] = OrderedDict()
-_memo_lock = threading.Lock()
+_memo_lock = threading.RLock()  # re-entrant: dropping a value may free a memoised tensor, whose callback locks
 
 
 def _memo_stamp(t: torch.Tensor) -> tuple | None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from ._tensors import EPS, check_pair, reduce_samples, safe_log
+from ._tensors import EPS, check_pair, reduce_samples
 from .spec import CATEGORIES, GROUPS, LossSpec, ParamSpec
 
 
@@ -59,7 +59,12 @@ def _check_reduction(reduction: str) -> None:
 
 
 def _call(spec: LossSpec, probs, target, reduction, params, spacing):
+    from .engine import target_reason
+
     kw = spec.resolve_params(params)
+    reason = target_reason(spec, target)
+    if reason is not None:
+        raise ValueError(reason)
     if spec.uses_spacing:
         kw["spacing"] = spacing
     return spec.fn(probs, target, reduction=reduction, **kw)
@@ -109,33 +114,16 @@ def losses_and_grads(
     With ``raise_errors=False`` a loss that is undefined here (e.g. ``lovasz_hinge`` for C > 2)
     maps to a one-line reason string instead of a ``(value, grad)`` pair.
     """
+    from .engine import evaluate
+
     if wrt not in ("probs", "logits"):
         raise ValueError(f"wrt must be 'probs' or 'logits', got {wrt!r}")
     probs, target = check_pair(probs, target)
-    params = params or {}
-    if wrt == "probs":
-        leaf = probs.detach().clone().requires_grad_(True)
-        x = leaf
-    else:
-        leaf = safe_log(probs.detach()).requires_grad_(True)
-        x = torch.softmax(leaf, dim=1)
-    out: dict[str, tuple[float, torch.Tensor] | str] = {}
-    for name in names:
-        spec = get_loss(name)
-        try:
-            value = _call(spec, x, target, reduction, params.get(name), spacing)
-            if reduction == "none":
-                value = value.sum()
-            (grad,) = torch.autograd.grad(value, leaf, retain_graph=True, allow_unused=True)
-        except ValueError as err:
-            if raise_errors:
-                raise
-            out[name] = str(err)
-            continue
-        if grad is None:
-            grad = torch.zeros_like(leaf)
-        out[name] = (float(value.detach()), grad.detach())
-    return out
+    _check_reduction(reduction)
+    out = evaluate(names, probs, target, params=params, spacing=spacing, reduction=reduction, grad=wrt,
+                   on_error="raise" if raise_errors else "reason", validate=False)
+    return {name: v.removeprefix("n/a: ") if isinstance(v, str) else (float(v[0].sum()), v[1])
+            for name, v in out.items()}
 
 
 def compute_all(
@@ -146,35 +134,21 @@ def compute_all(
     params: dict[str, dict[str, Any]] | None = None,
     spacing=None,
     reduction: str = "mean",
-) -> dict[str, float | str]:
-    """Every registered loss (or ``names``) at once: ``{name: value}`` or ``{name: "n/a: reason"}``."""
-    from .stats import soft_confusion
+) -> dict[str, float | list[float] | str]:
+    """Every registered loss (or ``names``) at once: ``{name: value}`` or ``{name: "n/a: reason"}``.
+
+    ``reduction="none"`` gives each loss's per-sample values as a list of ``B`` floats. Shared work
+    (one soft TP/FP/FN table per ``soft_label`` setting, per-pixel terms) is done once:
+    :mod:`segloss_core.engine`.
+    """
+    from .engine import evaluate
 
     probs, target = check_pair(probs, target)
-    params = params or {}
-    out: dict[str, float | str] = {}
-    # region losses share one SoftConfusion per soft_label setting (batch pooling and background
-    # selection act on the (B, C) table inside from_stats), exactly as their functions compute it
-    shared: dict[bool, Any] = {}
-    with torch.no_grad():
-        for name in names or list_losses():
-            spec = get_loss(name)
-            try:
-                if spec.from_stats is not None:
-                    kw = spec.resolve_params(params.get(name))
-                    _check_reduction(reduction)
-                    soft_label = bool(kw.get("soft_label", False))
-                    if soft_label not in shared:
-                        shared[soft_label] = soft_confusion(probs, target, soft_label=soft_label)
-                    if "batch" in kw:  # reduction="none" is always per sample (as the functions do)
-                        kw["batch"] = kw["batch"] and reduction != "none"
-                    value = reduce_samples(spec.from_stats(shared[soft_label], **kw), reduction)
-                else:
-                    value = _call(spec, probs, target, reduction, params.get(name), spacing)
-                out[name] = float(value)
-            except ValueError as err:
-                out[name] = f"n/a: {err}"
-    return out
+    _check_reduction(reduction)
+    out = evaluate(names or list_losses(), probs, target, params=params, spacing=spacing, reduction=reduction,
+                   validate=False)
+    return {name: v if isinstance(v, str) else (v.tolist() if reduction == "none" else float(v))
+            for name, v in out.items()}
 
 
 __all__ = [

@@ -131,6 +131,17 @@ def hausdorff_dt_loss(
     return reduce_samples(per_sample, reduction)
 
 
+def boundary_pixel_mean(px, *, include_background: bool = False,
+                        spacing: Sequence[float] | float | None = None) -> torch.Tensor:
+    r"""``boundary`` per sample from a :class:`~segloss_core.engine.PixelView`: one dot product
+    per selected class with the (cached) signed distance map, :math:`\frac{1}{|K|N}\sum_c \phi^c\cdot s^c`."""
+    first = 0 if include_background else 1
+    phi = px.signed_distance(first, spacing)
+    m = px.probs.shape[0]
+    flat = px.probs[:, first:].reshape(m, phi.shape[1], -1)
+    return torch.linalg.vecdot(flat, phi).div_(px.n_pixels).mean(1)
+
+
 def log_hausdorff_dt_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -175,6 +186,7 @@ SPECS = [
         title="Boundary loss",
         category="boundary",
         fn=boundary_loss,
+        pixel_mean=boundary_pixel_mean,
         formula="",
         formula_for=formulas.boundary,
         reference="Kervadec et al., MIDL 2019; section 5 of Ma 2020",

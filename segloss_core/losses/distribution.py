@@ -328,12 +328,40 @@ def dpce_loss(
     return reduce_samples(_pixel_mean(weighted), reduction)
 
 
+def ce_pixel_mean(px) -> torch.Tensor:
+    r"""``ce`` per sample from a :class:`~segloss_core.engine.PixelView` (hard one-hot targets):
+    :math:`-\frac1N\sum_i \log\max(s_{t_i}, \epsilon)`, :math:`t_i` the pixel's class."""
+    return px.true_class()[1].mean(1).neg()
+
+
+def wce_pixel_mean(px, *, weights: Sequence[float] | None = None) -> torch.Tensor:
+    r"""``wce`` per sample from a :class:`~segloss_core.engine.PixelView`:
+    :math:`-\frac1N\sum_i w_{t_i} \log\max(s_{t_i}, \epsilon)`."""
+    log_true = px.true_class()[1]
+    weight = px.class_weight(weights, "weights")
+    return (log_true if weight is None else log_true * weight).mean(1).neg()
+
+
+def focal_pixel_mean(px, *, gamma: float = 2.0, alpha: Sequence[float] | None = None) -> torch.Tensor:
+    r"""``focal`` per sample from a :class:`~segloss_core.engine.PixelView`:
+    :math:`-\frac1N\sum_i \alpha_{t_i}\max(1 - s_{t_i}, \epsilon)^\gamma \log\max(s_{t_i}, \epsilon)`."""
+    if float(gamma) < 0:
+        raise ValueError(f"gamma must be >= 0, got {gamma}")
+    p_true, log_true = px.true_class()
+    weight = px.class_weight(alpha, "alpha")
+    terms = torch.rsub(p_true, 1).clamp_min_(EPS).pow_(float(gamma)).mul_(log_true)
+    if weight is not None:
+        terms.mul_(weight)
+    return terms.mean(1).neg_()
+
+
 SPECS = [
     LossSpec(
         name="ce",
         title="Cross-entropy",
         category="distribution",
         fn=ce_loss,
+        pixel_mean=ce_pixel_mean,
         formula=r"L_{CE}=-\frac{1}{N}\sum_{i=1}^{N}\sum_{c=0}^{C-1}g_{ic}\log s_{ic}",
         reference="Ma, Segmentation Loss Odyssey, arXiv 2020; eq. 2 of Ma 2020",
         params={},
@@ -345,6 +373,7 @@ SPECS = [
         title="Weighted cross-entropy",
         category="distribution",
         fn=wce_loss,
+        pixel_mean=wce_pixel_mean,
         formula="",
         formula_for=formulas.wce,
         reference="Ronneberger et al., MICCAI 2015; eq. 3 of Ma 2020",
@@ -384,6 +413,7 @@ SPECS = [
         title="Focal loss",
         category="distribution",
         fn=focal_loss,
+        pixel_mean=focal_pixel_mean,
         formula="",
         formula_for=formulas.focal,
         reference="Lin et al., ICCV 2017; eq. 5 of Ma 2020",

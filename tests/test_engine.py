@@ -1,0 +1,149 @@
+"""The evaluation engine: every registered loss evaluates through it exactly as through its own
+function (float64, per sample and reduced, hard and soft targets, a broadcast target), and the
+``LossSpec`` fields the engine relies on are consistent. A loss added to the registry is tested here
+automatically."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import segloss_core as sc
+from segloss_core.engine import PixelView, Plan, evaluate, evaluate_batches, is_one_hot
+from segloss_core.spec import GROUPS, HARD_TARGETS_ONLY
+
+NAMES = sc.list_losses()
+
+
+def _case(b=3, c=2, shape=(12, 13), seed=0, soft=False):
+    g = torch.Generator().manual_seed(seed)
+    probs = torch.softmax(torch.randn((b, c, *shape), generator=g, dtype=torch.float64) * 2, 1)
+    labels = torch.zeros((b, *shape), dtype=torch.long)
+    for k in range(1, c):
+        labels[:, 2 + k:2 + k + shape[0] // 3, 3:3 + shape[1] // 3] = k
+    labels[1:, 0, :] = c - 1  # the samples differ
+    target = sc.one_hot(labels, c, dtype=torch.float64)
+    if soft:
+        target = 0.8 * target + 0.2 / c
+    return probs, target
+
+
+def _own(name, probs, target, reduction, params=None, spacing=None):
+    spec = sc.get_loss(name)
+    kw = spec.resolve_params(params)
+    if spec.uses_spacing:
+        kw["spacing"] = spacing
+    return spec.fn(probs, target, reduction=reduction, **kw)
+
+
+def _defined(name, c):
+    return not (sc.get_loss(name).binary_only and c > 2)
+
+
+@pytest.mark.parametrize("b", [1, 2, 3])
+def test_compute_all_none_gives_one_float_per_sample(b):
+    probs, target = _case(b)
+    table = sc.compute_all(probs, target, reduction="none")
+    for name in NAMES:
+        ref = sc.compute(name, probs, target, reduction="none")
+        assert isinstance(table[name], list) and len(table[name]) == b, name
+        assert table[name] == pytest.approx(ref.tolist(), rel=1e-10, abs=1e-12), name
+
+
+@pytest.mark.parametrize("c, soft", [(2, False), (3, False), (2, True), (3, True)])
+@pytest.mark.parametrize("reduction", ["none", "mean", "sum"])
+def test_every_loss_through_the_engine_equals_its_function(c, soft, reduction):
+    probs, target = _case(3, c, soft=soft)
+    spacing = (1.0, 0.5)
+    out = evaluate(NAMES, probs, target, reduction=reduction, spacing=spacing)
+    for name in NAMES:
+        if not _defined(name, c):
+            assert out[name].startswith("n/a: ") and "binary" in out[name]
+            continue
+        if soft and sc.get_loss(name).hard_targets_only:
+            assert out[name] == f"n/a: {HARD_TARGETS_ONLY}"
+            continue
+        try:
+            ref = _own(name, probs, target, reduction, spacing=spacing)
+        except ValueError as err:
+            assert out[name] == f"n/a: {err}", name
+            continue
+        assert not isinstance(out[name], str), (name, out[name])
+        torch.testing.assert_close(out[name], ref.detach(), rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("c", [2, 3])
+def test_a_broadcast_target_equals_the_expanded_one(c):
+    probs, target = _case(4, c)
+    one = target[:1]
+    out = evaluate(NAMES, probs, one)
+    for name in NAMES:
+        if _defined(name, c):
+            ref = _own(name, probs, one.expand(4, *one.shape[1:]).contiguous(), "none")
+            torch.testing.assert_close(out[name], ref, rtol=1e-10, atol=1e-12, msg=name)
+
+
+def test_pixel_mean_forms_equal_the_functions():
+    """Each ``LossSpec.pixel_mean`` (used for hard targets) against its function, with parameters."""
+    probs, target = _case(3, 3)
+    params = {"wce": {"weights": [0.5, 2.0, 1.0]}, "focal": {"gamma": 1.5, "alpha": [1.0, 0.5, 2.0]},
+              "boundary": {"include_background": True}}
+    forms = [n for n in NAMES if sc.get_loss(n).pixel_mean is not None]
+    assert {"ce", "wce", "focal", "boundary"} <= set(forms)
+    px = PixelView(probs, target)
+    for name in forms:
+        spec = sc.get_loss(name)
+        kw = spec.resolve_params(params.get(name))
+        if spec.uses_spacing:
+            kw["spacing"] = (2.0, 1.0)
+        torch.testing.assert_close(spec.pixel_mean(px, **kw), spec.fn(probs, target, reduction="none", **kw),
+                                   rtol=1e-12, atol=1e-12, msg=name)
+        assert spec.from_stats is None, f"{name}: a region loss with a pixel form"
+
+
+def test_bad_parameters_and_classes_become_reasons_or_raise():
+    probs, target = _case(2, 3)
+    out = evaluate(["dice", "lovasz_hinge", "wce"], probs, target, params={"wce": {"weights": [1.0]}})
+    assert out["lovasz_hinge"].startswith("n/a: ") and "binary" in out["lovasz_hinge"]
+    assert out["wce"].startswith("n/a: ") and "one number per class" in out["wce"]
+    assert out["dice"].shape == (2,)
+    with pytest.raises(ValueError, match="one number per class"):
+        evaluate(["wce"], probs, target, params={"wce": {"weights": [1.0]}}, on_error="raise")
+    with pytest.raises(ValueError, match="unknown loss"):
+        evaluate(["nope"], probs, target)
+
+
+def test_gradients_through_the_engine_equal_autograd_of_the_function():
+    probs, target = _case(2, 3)
+    out = evaluate(["dice", "ce", "boundary"], probs, target, grad="probs", reduction="mean")
+    for name, (value, grad) in out.items():
+        leaf = probs.clone().requires_grad_(True)
+        ref = _own(name, leaf, target, "mean")
+        (ref_grad,) = torch.autograd.grad(ref, leaf)
+        torch.testing.assert_close(value, ref.detach(), msg=name)
+        torch.testing.assert_close(grad, ref_grad, msg=name)
+
+
+def test_chunked_batches_equal_one_batch():
+    probs, target = _case(7, 2)
+    whole = evaluate(NAMES, probs, target)
+    chunked = evaluate_batches(7, lambda lo, hi: probs[lo:hi], target, NAMES, chunk_elements=2 * 12 * 13 * 2)
+    for name in NAMES:
+        torch.testing.assert_close(torch.from_numpy(chunked[name]), whole[name], rtol=1e-10, atol=1e-12,
+                                   msg=name)
+
+
+def test_registry_metadata_the_engine_relies_on():
+    for name in NAMES:
+        spec = sc.get_loss(name)
+        assert spec.group in GROUPS, name
+        assert isinstance(spec.slow, bool)
+        assert not (spec.from_stats and spec.pixel_mean), name
+    assert {sc.get_loss(n).group for n in NAMES} == set(GROUPS)  # no empty display group
+    plan = Plan(NAMES, num_classes=3)
+    assert set(plan.unavailable) == {n for n in NAMES if sc.get_loss(n).binary_only}
+
+
+def test_one_hot_check():
+    _, target = _case(2, 3)
+    assert is_one_hot(target) and not is_one_hot(0.9 * target + 0.1 / 3)

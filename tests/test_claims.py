@@ -377,3 +377,18 @@ def test_bias_size_sweep_shapes():
     dice_slope = np.polyfit(log_r, np.log(sweep.hard_dice_loss), 1)[0]
     ce_slope = np.polyfit(log_r, np.log(np.asarray(sweep.values["ce"]) + math.log(0.999)), 1)[0]
     assert abs(dice_slope + 1) <= 0.1 and abs(ce_slope - 1) <= 0.1, (dice_slope, ce_slope)
+
+
+# ---------------------------------------------------------------------------------------------
+# README: loss landscapes
+# ---------------------------------------------------------------------------------------------
+
+
+def test_readme_vessel_dice_flat_where_hd95_steep():
+    from segloss_core.landscape import landscape_1d
+
+    r = landscape_1d(make_case("vessel"), axis=("shift_y", 4.0, 10.0), n=7, losses=["dice"], hd95=True)
+    dice_loss, hd95 = np.asarray(r.metrics["dice"]), np.asarray(r.hd95)
+    _check(README, "1 − Dice only goes from {} to {} while HD95 more than doubles, from {} to {} px",
+           dice_loss[0], dice_loss[-1], hd95[0], hd95[-1])
+    assert hd95[-1] > 2 * hd95[0] and np.all(np.diff(hd95) > 0)

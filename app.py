@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/bias.py", title="Region-size bias", icon=":material/balance:", url_path="bias"),
     st.Page("pages/agreement.py", title="Metric agreement", icon=":material/handshake:", url_path="agreement"),
     st.Page("pages/optimise.py", title="What-if training", icon=":material/directions_run:", url_path="optimise"),
+    st.Page("pages/dataset.py", title="Dataset", icon=":material/dataset:", url_path="dataset"),
 ]
 
 # st.navigation before the heavy imports: until its first call in a server process, Streamlit

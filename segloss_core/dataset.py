@@ -37,6 +37,7 @@ differs, and rows are returned sorted by case id.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io as _io
 import json
@@ -159,15 +160,27 @@ def dataset_num_classes(*folders) -> int | None:
         try:
             if not os.path.isfile(path) or os.path.getsize(path) > MAX_JSON_BYTES:
                 continue
-            with open(path, encoding="utf-8") as fh:
-                labels = json.load(fh).get("labels")
-        except (OSError, ValueError, AttributeError):
+            with open(path, "rb") as fh:
+                count = _labels_count(fh.read(MAX_JSON_BYTES))
+        except OSError:
             continue
-        if isinstance(labels, dict) and labels:
-            values = list(labels.values())
-            if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-                if sorted(values) == list(range(len(values))) and len(values) >= 2:
-                    return len(values)
+        if count is not None:
+            return count
+    return None
+
+
+def _labels_count(data: bytes) -> int | None:
+    """``len(labels)`` of a ``dataset.json`` whose labels are ``{name: 0..C-1}``, else ``None``."""
+    try:
+        labels = json.loads(data).get("labels")
+    except (ValueError, AttributeError, RecursionError):
+        return None
+    if not isinstance(labels, dict) or len(labels) < 2:
+        return None
+    values = list(labels.values())
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values) and sorted(values) == list(
+            range(len(values))):
+        return len(values)
     return None
 
 
@@ -434,7 +447,7 @@ def columns(rows: Iterable[dict]) -> list[str]:
     for row in rows:
         seen.update(dict.fromkeys(row))
     means = [f"metric_{m}" for m in METRICS]
-    labels = sorted({int(c.rsplit("_", 1)[1]) for c in seen if _per_class(c)})
+    labels = sorted({int(c.rsplit("_", 1)[1]) for c in seen if per_class_column(c)})
     per_class = [f"metric_{m}_{k}" for k in labels for m in METRICS]
     losses = [c for c in seen if c != "case" and not c.startswith("metric_")]
     return ["case", *losses, *means, *per_class]
@@ -545,7 +558,7 @@ def summarise(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = ()) -> 
     }
 
 
-def _per_class(column: str) -> bool:
+def per_class_column(column: str) -> bool:
     return column.startswith("metric_") and column.rsplit("_", 1)[1].isdigit()
 
 
@@ -564,7 +577,7 @@ def summary_text(summary: dict) -> str:
     """The summary as plain-text tables (the CLI's stdout without ``--json``)."""
     lines = [f"{summary['cases']} cases evaluated, {len(summary['skipped'])} skipped", ""]
     rows = [[c, str(s["n"]), _fmt(s["mean"]), _fmt(s["median"]), _fmt(s["std"])]
-            for c, s in summary["columns"].items() if not _per_class(c)]
+            for c, s in summary["columns"].items() if not per_class_column(c)]
     lines += _text_table(["column", "n", "mean", "median", "std"], rows)
     lines += ["", "rank agreement across cases (1 = the loss orders cases as the metric does)"]
     rows = []
@@ -576,8 +589,171 @@ def summary_text(summary: dict) -> str:
     return "\n".join(lines + _text_table(header, rows))
 
 
+# ----------------------------------------------------------------------------------------------
+# uploads (the app): a results CSV, or a zip holding labels/ and predictions/
+
+#: Largest results CSV read back.
+MAX_CSV_BYTES = 20 * 1024 * 1024
+#: Most columns / rows in a results CSV.
+MAX_CSV_COLUMNS, MAX_CSV_ROWS = 2000, 100_000
+#: Largest uploaded zip, and the most it may inflate to in all (each member is also capped at
+#: ``io.MAX_UPLOAD_BYTES``, checked on the bytes actually inflated, not on what the zip declares).
+MAX_ZIP_BYTES = 500 * 1024 * 1024
+MAX_ZIP_INFLATED_BYTES = 4 * 1024 * 1024 * 1024
+MAX_ZIP_MEMBERS = 20_000
+
+
+def read_results_csv(data: bytes) -> list[dict]:
+    """Rows of a CSV written by ``segloss evaluate --gt-dir`` (or any CSV with a ``case`` column,
+    loss columns and ``metric_*`` columns), numbers as floats, empty cells as ``None``.
+    Raises ``ValueError`` (one line) for anything else."""
+    if len(data) > MAX_CSV_BYTES:
+        raise ValueError(f"CSV is {len(data) / 2**20:.1f} MB; the limit is {MAX_CSV_BYTES // 2**20} MB")
+    try:
+        text = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ValueError("not a UTF-8 text file (expected the CSV written by segloss evaluate)") from None
+    if "\0" in text:
+        raise ValueError("binary data, not a CSV")
+    try:
+        table = list(csv.reader(_io.StringIO(text)))
+    except csv.Error as err:
+        raise ValueError(f"malformed CSV ({_one_line(err)})") from None
+    if not table or "case" not in table[0]:
+        raise ValueError("the CSV has no 'case' column (expected the CSV written by segloss evaluate --gt-dir)")
+    header = [h.strip() for h in table[0]]
+    if len(header) > MAX_CSV_COLUMNS or len(table) - 1 > MAX_CSV_ROWS:
+        raise ValueError(f"at most {MAX_CSV_COLUMNS} columns and {MAX_CSV_ROWS:,} rows supported")
+    if len(set(header)) != len(header) or any(len(h) > 100 or not h for h in header):
+        raise ValueError("CSV column names must be unique, non-empty and short")
+    if not loss_columns(header) or "metric_dice" not in header:
+        raise ValueError("the CSV needs loss columns and metric_* columns (e.g. metric_dice), as segloss evaluate writes")
+    rows = [_csv_row(header, cells, i) for i, cells in enumerate(table[1:], start=2) if any(c.strip() for c in cells)]
+    if not rows:
+        raise ValueError("the CSV has a header but no cases")
+    if len({r["case"] for r in rows}) != len(rows):
+        raise ValueError("case ids in the CSV are not unique")
+    return rows
+
+
+def _csv_row(header: list[str], cells: list[str], line: int) -> dict:
+    if len(cells) != len(header):
+        raise ValueError(f"line {line} has {len(cells)} cells, the header {len(header)}")
+    row: dict[str, float | str | None] = {}
+    for key, cell in zip(header, cells, strict=True):
+        cell = cell.strip()
+        if key == "case":
+            if not cell:
+                raise ValueError(f"line {line}: empty case id")
+            row[key] = cell[:200]
+            continue
+        if not cell:
+            row[key] = None
+            continue
+        try:
+            value = float(cell)
+        except ValueError:
+            raise ValueError(f"line {line}, column {key!r}: {cell[:30]!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"line {line}, column {key!r}: {cell[:30]!r} is not finite")
+        row[key] = value
+    return row
+
+
+class ZipDataset:
+    """An uploaded zip whose top level (or one folder inside it) holds ``labels/`` and
+    ``predictions/``: pairs found by case id as in a folder, members read in memory with bounds."""
+
+    def __init__(self, data: bytes):
+        if len(data) > MAX_ZIP_BYTES:
+            raise ValueError(f"zip is {len(data) / 2**20:.0f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB")
+        try:
+            self._zip = zipfile.ZipFile(_io.BytesIO(data))
+            infos = self._zip.infolist()
+        except (zipfile.BadZipFile, OSError, ValueError) as err:
+            raise ValueError(f"not a readable zip archive ({_one_line(err)})") from None
+        if len(infos) > MAX_ZIP_MEMBERS:
+            raise ValueError(f"the zip has {len(infos):,} members; at most {MAX_ZIP_MEMBERS:,} supported")
+        declared = sum(i.file_size for i in infos)
+        if declared > MAX_ZIP_INFLATED_BYTES:
+            raise ValueError(f"the zip declares {declared / 2**30:.1f} GiB of content; at most "
+                             f"{MAX_ZIP_INFLATED_BYTES // 2**30} GiB supported")
+        self._inflated = 0
+        self.members: dict[tuple[str, str], zipfile.ZipInfo] = {}
+        for info in infos:
+            parts = info.filename.replace("\\", "/").split("/")
+            if info.is_dir() or "__MACOSX" in parts or len(parts) < 2 or parts[-2] not in ("labels", "predictions"):
+                continue
+            if len(parts) <= 3:  # labels/x or wrapper/labels/x
+                self.members[(parts[-2], parts[-1])] = info
+        #: the class count of an nnU-Net dataset.json in the zip, if any
+        self.num_classes = None
+        for folder in ("predictions", "labels"):
+            info = self.members.get((folder, "dataset.json"))
+            if info is not None and info.file_size <= MAX_JSON_BYTES and self.num_classes is None:
+                with contextlib.suppress(ValueError):
+                    self.num_classes = _labels_count(self.read(folder, "dataset.json"))
+        found, self.unpaired = pair_names([n for f, n in self.members if f == "labels"],
+                                          [n for f, n in self.members if f == "predictions"],
+                                          labels_where="labels/", preds_where="predictions/")
+        if not found and not self.unpaired:
+            raise ValueError("the zip holds no labels/ and predictions/ folders with supported files at its top level")
+        self.pairs = [Pair(c, g, p) for c, g, p in found]
+
+    def read(self, folder: str, name: str) -> bytes:
+        """A member's bytes, at most ``io.MAX_UPLOAD_BYTES`` whatever the zip declares."""
+        from .io import MAX_UPLOAD_BYTES
+
+        info = self.members[(folder, name)]
+        try:
+            with self._zip.open(info) as fh:
+                data = fh.read(MAX_UPLOAD_BYTES + 1)
+        except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as err:
+            raise ValueError(f"{folder}/{name}: corrupt or encrypted zip member ({_one_line(err)})") from None
+        except Exception as err:  # noqa: BLE001 - zlib.error and friends
+            raise ValueError(f"{folder}/{name}: corrupt zip member ({_one_line(err)})") from None
+        if len(data) > MAX_UPLOAD_BYTES:
+            raise ValueError(f"{folder}/{name}: more than {MAX_UPLOAD_BYTES // 2**20} MB once inflated")
+        self._inflated += len(data)
+        if self._inflated > MAX_ZIP_INFLATED_BYTES:
+            raise ValueError(f"the zip inflates beyond {MAX_ZIP_INFLATED_BYTES // 2**30} GiB: refused")
+        return data
+
+    def case(self, pair: Pair, num_classes: int | None = None):
+        """The :class:`~segloss_core.Case` of one pair."""
+        return read_pair_bytes(self.read("labels", pair.gt), pair.gt, self.read("predictions", pair.pred),
+                               pair.pred, name=pair.case, num_classes=num_classes or self.num_classes)
+
+    def evaluate(self, losses=None, params=None, *, num_classes: int | None = None,
+                 progress: Callable[[int, int, Outcome], None] | None = None):
+        """``(rows, skipped)`` as :func:`evaluate_pairs`, serially in this process (classes:
+        ``num_classes``, else the zip's ``dataset.json``, else each case's own)."""
+        num_classes = num_classes or self.num_classes
+        rows, skipped = [], list(self.unpaired)
+        for done, pair in enumerate(self.pairs, start=1):
+            out = guarded(pair.case, lambda p=pair: case_row(self.case(p, num_classes), losses, params))
+            if out.row is not None:
+                rows.append(out.row)
+            else:
+                skipped.append((out.case, out.error or "failed"))
+            if progress is not None:
+                progress(done, len(self.pairs), out)
+        return rows, sorted(skipped)
+
+
 __all__ = [
     "EXTENSIONS",
+    "ZipDataset",
+    "agreement_with",
+    "badness",
+    "case_row",
+    "guarded",
+    "pair_names",
+    "per_class_column",
+    "read_pair_bytes",
+    "read_results_csv",
+    "worse_is_higher",
+    "worst_cases",
     "METRICS",
     "Outcome",
     "Pair",

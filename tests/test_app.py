@@ -32,7 +32,7 @@ torch.set_num_threads(1)
 CASE_KEY = "segloss_case"  # ui.session.CASE_KEY
 PARAMS_KEY = "segloss_loss_params"  # ui.session.PARAMS_KEY
 PAGES = ["pages/playground.py", "pages/gradients.py", "pages/landscape.py", "pages/bias.py",
-         "pages/agreement.py", "pages/optimise.py"]
+         "pages/agreement.py", "pages/optimise.py", "pages/dataset.py"]
 TITLES = {sc.get_loss(n).title: n for n in sc.list_losses()}
 
 

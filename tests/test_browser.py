@@ -32,7 +32,7 @@ from benchmarks.browser_harness import (
 
 #: (screenshot name, url path) of every page in app.py's st.navigation.
 PAGES = [("playground", ""), ("gradients", "gradients"), ("landscape", "landscape"), ("bias", "bias"),
-         ("agreement", "agreement"), ("optimise", "optimise")]
+         ("agreement", "agreement"), ("optimise", "optimise"), ("dataset", "dataset")]
 BAD_TEXT = ("Traceback", "Error:", "Exception")
 STARTUP_S = 180
 

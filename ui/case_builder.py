@@ -418,6 +418,15 @@ def handle_npz(up) -> None:
         st.error(f"Could not load the case: {state['error']}. The previous case is kept.")
 
 
+def use_case(case: Case) -> None:
+    """Make ``case`` the current case of every page, as an upload would (a 3-D case gets the
+    sidebar's slice picker), and rerun. Used by pages that open a case (e.g. the Dataset page)."""
+    st.session_state[UPLOAD_KEY] = {"key": ("case", case.digest()), "volume": case, "error": None}
+    st.session_state[PENDING_MODE_KEY] = "Upload"  # the mode radio is already drawn this run
+    st.session_state.pop("slice_index", None)
+    st.rerun()
+
+
 # ------------------------------------------------------------------------------------ share
 
 

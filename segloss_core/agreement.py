@@ -31,8 +31,9 @@ import torch
 from scipy import stats
 
 from . import perturb
-from .bias import CHUNK_ELEMENTS, ProgressFn, _evaluate_chunks, _two_channel, binary_view, loss_label
+from .bias import ProgressFn, _two_channel, binary_view, loss_label
 from .case import Case
+from .engine import CHUNK_ELEMENTS, evaluate_batches
 from .limits import check_elements
 from .metrics import segmentation_metrics
 from .registry import list_losses
@@ -232,7 +233,7 @@ def loss_values(
     """Every loss (default: all registered) on every prediction of the population: ``(n,)`` or
     ``"n/a: reason"``; ``hard=True`` feeds the losses the arg-max predictions."""
     losses = list(list_losses() if losses is None else losses)
-    return _evaluate_chunks(len(pop), _predictions(pop, hard), pop.target(), losses, params=params,
+    return evaluate_batches(len(pop), _predictions(pop, hard), pop.target(), losses, params=params,
                             spacing=pop.spacing, progress=progress)
 
 
@@ -334,7 +335,7 @@ def dice_jaccard(pop: Population, *, progress: ProgressFn | None = None) -> Dice
     :data:`EXACT_SOFT`) and hard Jaccard vs hard Dice over the population, with the checks of
     A1-A3: :math:`L_J = 2L_D/(1+L_D)`, :math:`J \\le D \\le 2J`, :math:`0 \\le D - J \\le 3 - 2\\sqrt2`."""
     params = {"dice": EXACT_SOFT, "iou": EXACT_SOFT}
-    soft = _evaluate_chunks(len(pop), lambda lo, hi: pop.probs(lo, hi).double(), pop.target().double(),
+    soft = evaluate_batches(len(pop), lambda lo, hi: pop.probs(lo, hi).double(), pop.target().double(),
                             ["dice", "iou"], params=params, progress=progress)
     hard = hard_metrics(pop.hard(), pop.gt, hd95=False)
     ld, lj = soft["dice"], soft["iou"]
@@ -402,14 +403,14 @@ def wce_sweep(
     target = metrics[metric]
     parts = {}
     for key, w in (("bg", (1.0, 0.0)), ("fg", (0.0, 1.0))):
-        parts[key] = _evaluate_chunks(len(pop), make, pop.target(), ["wce"],
+        parts[key] = evaluate_batches(len(pop), make, pop.target(), ["wce"],
                                       params={"wce": {"weights": w}}, progress=progress)["wce"]
     curves = parts["bg"][None, :] + weights[:, None] * parts["fg"][None, :]
     rho = np.array([rank_correlation(c, target, "spearman") for c in curves])
     tau = np.array([rank_correlation(c, target, "kendall") for c in curves])
     given = dict(reference_values or {})
     todo = [k for k in references if k not in given]
-    ref_values = _evaluate_chunks(len(pop), make, pop.target(), todo, params=reference_params,
+    ref_values = evaluate_batches(len(pop), make, pop.target(), todo, params=reference_params,
                                   progress=progress) if todo else {}
     ref_values = {k: given[k] if k in given else ref_values[k] for k in references}
     reference = {

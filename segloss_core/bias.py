@@ -35,19 +35,15 @@ from scipy.special import expit, logit, xlogy
 
 from ._tensors import EPS, check_pair, safe_log, spatial_dims
 from .case import Case
-from .registry import get_loss, losses_and_grads
-from .stats import soft_confusion
+from .engine import CHUNK_ELEMENTS, evaluate_batches
+from .registry import get_loss, list_losses, losses_and_grads
 
 #: The six losses the bias curves show by default.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
 
-#: Losses that cost far more than the rest (sorting per sample, distance transforms per sample):
-#: pages compute them one by one behind a progress bar.
-SLOW_LOSSES = ("lovasz_softmax", "lovasz_hinge", "hausdorff_dt", "topk")
-
-#: Floats per chunk when a batch of predictions is evaluated: 2 MB of float32, so every temporary
-#: of a loss stays in cache and is recycled by the allocator (one big batch is several times slower).
-CHUNK_ELEMENTS = 1 << 19
+#: Losses that cost far more than the rest (``LossSpec.slow``: sorting, distance transforms or soft
+#: skeletons per sample): pages compute them one by one behind a progress bar.
+SLOW_LOSSES = tuple(n for n in list_losses() if get_loss(n).slow)
 
 ProgressFn = Callable[[float, str], None]
 
@@ -189,65 +185,8 @@ def evaluate_losses(
     if validate:
         probs, _ = check_pair(probs, target.expand(probs.shape[0], *target.shape[1:]))
         target = target.to(probs.dtype)
-    return _evaluate_chunks(probs.shape[0], lambda lo, hi: probs[lo:hi], target, losses, params=params,
+    return evaluate_batches(probs.shape[0], lambda lo, hi: probs[lo:hi], target, losses, params=params,
                             spacing=spacing, progress=progress, chunk_elements=chunk_elements)
-
-
-def _evaluate_chunks(
-    batch: int,
-    make_chunk: Callable[[int, int], torch.Tensor],
-    target: torch.Tensor | Callable[[int, int], torch.Tensor],
-    losses: Sequence[str],
-    *,
-    params: dict[str, dict[str, Any]] | None = None,
-    spacing=None,
-    progress: ProgressFn | None = None,
-    chunk_elements: int = CHUNK_ELEMENTS,
-) -> dict[str, np.ndarray | str]:
-    """Core of :func:`evaluate_losses`: ``make_chunk(lo, hi)`` returns predictions ``lo..hi-1``
-    (so a family of predictions never has to exist in memory all at once); ``target`` is one
-    ``(1, C, ...)`` target for all, a full batch, or a callable like ``make_chunk``."""
-    params = params or {}
-    per_sample = max(1, make_chunk(0, 1)[0].numel())
-    step = max(1, chunk_elements // per_sample)
-    chunks = [(i, min(i + step, batch)) for i in range(0, batch, step)]
-    out: dict[str, list[torch.Tensor] | str] = {name: [] for name in losses}
-    resolved: dict[str, dict[str, Any]] = {}
-    for name in losses:
-        spec = get_loss(name)
-        try:
-            resolved[name] = spec.resolve_params(params.get(name))
-        except ValueError as err:
-            out[name] = f"n/a: {err}"
-    with torch.inference_mode():
-        for done, (lo, hi) in enumerate(chunks, start=1):
-            p = make_chunk(lo, hi)
-            if callable(target):
-                g = target(lo, hi)
-            else:
-                g = target.expand(p.shape[0], *target.shape[1:]) if target.shape[0] == 1 else target[lo:hi]
-            conf = None
-            for name in losses:
-                if isinstance(out[name], str):
-                    continue
-                spec = get_loss(name)
-                kw = dict(resolved[name])
-                try:
-                    if spec.from_stats is not None and not kw.get("soft_label") and not kw.get("batch"):
-                        if conf is None:
-                            conf = soft_confusion(p, g)
-                        value = spec.from_stats(conf, **kw)
-                    else:
-                        if spec.uses_spacing:
-                            kw["spacing"] = spacing
-                        value = spec.fn(p, g, reduction="none", **kw)
-                except ValueError as err:
-                    out[name] = f"n/a: {err}"
-                    continue
-                out[name].append(value.detach().reshape(-1).double().cpu())
-            if progress is not None:
-                progress(done / len(chunks), f"{hi} of {batch} predictions")
-    return {k: (v if isinstance(v, str) else torch.cat(v).numpy()) for k, v in out.items()}
 
 
 def _two_channel(fg: torch.Tensor) -> torch.Tensor:
@@ -409,7 +348,7 @@ def size_curve(
     fam = _Family(mask, ratios, confidence, outside, dtype, device)
     realised, offsets = fam.realised, fam.offsets
     target = _two_channel(torch.as_tensor(mask, dtype=dtype, device=fam.phi.device)[None])
-    values = _evaluate_chunks(len(fam), fam.probs, target, list(losses), params=params, spacing=spacing,
+    values = evaluate_batches(len(fam), fam.probs, target, list(losses), params=params, spacing=spacing,
                               progress=progress)
     q = 1.0 if confidence is None else float(confidence)
     return SizeCurve(
@@ -783,7 +722,7 @@ def _band_values(F: int, U: int, background: int, ks: np.ndarray, q: np.ndarray,
         with torch.no_grad():
             values = loss(probs(0, total), target(0, total)).double().numpy()
     else:
-        values = _evaluate_chunks(total, probs, target, [loss], params={loss: params or {}})[loss]
+        values = evaluate_batches(total, probs, target, [loss], params={loss: params or {}})[loss]
         if isinstance(values, str):
             raise ValueError(f"{loss}: {values}")
     return np.asarray(values).reshape(n_bands, n_q)

@@ -1,4 +1,5 @@
-"""Boundary and Hausdorff-DT losses vs MONAI 1.6.1, closed-form gradients (G10), spacing, edge cases."""
+"""Boundary and Hausdorff-DT losses vs MONAI 1.6.1, closed-form gradients (docs/theory.md, G10, C5), spacing,
+edge cases."""
 
 from __future__ import annotations
 

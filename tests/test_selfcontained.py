@@ -42,3 +42,25 @@ def test_the_patterns_catch_what_they_should():
         assert OUTSIDE.search(text) or ISSUE.search(text), text
     for text in ("Project-MONAI/MONAI#371", "LIVIAETS/boundary-loss#45", "docs/theory.md, G1", "#1f77b4"):
         assert not (OUTSIDE.search(text) or ISSUE.search(text)), text
+
+
+LABEL = re.compile(r"\b(E1|G1[0-2]|G[1-9]|A[1-8]|B10|B[1-9]|C[1-5]|W[1-3])\b")
+
+
+def test_theory_labels_used_in_the_code_are_defined_in_docs_theory():
+    theory = (ROOT / "docs" / "theory.md").read_text(encoding="utf-8")
+    defined = set(re.findall(r"^#+ (\w+)\. ", theory, re.MULTILINE))
+    defined |= set(re.findall(r"^- \*\*(\w+)\.\*\*", theory, re.MULTILINE))
+    assert {"E1", "G1", "G12", "A1", "A8", "B1", "B10", "C1", "C5", "W1", "W3"} <= defined
+    used = {}
+    for path in _files():
+        if path.suffix != ".py":
+            continue
+        text = path.read_text(encoding="utf-8", errors="replace")
+        if "docs/theory.md" not in text and "theory B" not in text:
+            continue
+        for label in LABEL.findall(text):
+            used.setdefault(label, path.relative_to(ROOT).as_posix())
+    assert used, "no file cites docs/theory.md"
+    missing = {k: v for k, v in used.items() if k not in defined}
+    assert not missing, f"labels used but not defined in docs/theory.md: {missing}"

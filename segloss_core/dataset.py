@@ -367,13 +367,16 @@ def _pool(pairs, kw, jobs: int) -> Iterator[Outcome]:
     from concurrent.futures.process import BrokenProcessPool
 
     ctx = multiprocessing.get_context("spawn")  # no fork of a process that holds torch's thread pools
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=single_thread) as ex:
+    ex = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=single_thread)
+    try:
         futures = {ex.submit(evaluate_outcome, p, worker=True, **kw): p for p in pairs}
         for fut in as_completed(futures):
             try:
                 yield fut.result()
             except BrokenProcessPool:
                 yield Outcome(futures[fut].case, error="a worker process died (out of memory?)")
+    finally:  # interrupted (Ctrl-C) or abandoned: drop the queued cases, wait only for the running ones
+        ex.shutdown(wait=True, cancel_futures=True)
 
 
 def _dask(pairs, kw, address: str, jobs: int) -> Iterator[Outcome]:

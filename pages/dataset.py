@@ -65,6 +65,7 @@ def _zip_input() -> None:
     params = {k: v for k, v in current_params().items() if k in losses}
     key = ("zip", hashlib.sha256(data).hexdigest(), tuple(losses), json.dumps(params, sort_keys=True, default=str))
     if (st.session_state.get(STATE) or {}).get("key") == key:
+        st.caption("Evaluated with these losses" + (" and the Playground's parameters." if params else "."))
         return
     try:
         zset = ds.ZipDataset(data)

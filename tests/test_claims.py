@@ -286,6 +286,9 @@ def test_readme_argmax_dice_ranking(populations):
     _check(README, "Spearman ρ = {} on the disk, where `exp_log` ranks above it ({}), and {} on the thin vessel",
            disk["dice"], disk["exp_log"], vessel["dice"])
     assert disk["exp_log"] > disk["dice"]
+    assert "(background in the class mean, smooth 1e-5)" in README
+    defaults = sc.get_loss("dice").resolve_params({})
+    assert defaults["include_background"] is True and defaults["smooth"] == 1e-5
     exact = ag.agreement(populations["disk"], ["dice"], params={"dice": ag.EXACT_SOFT}, hard=True)
     assert exact.spearman["dice"]["1 - Dice"] == pytest.approx(1.0, abs=1e-12)  # "then *is* 1 − Dice (ρ = 1)"
 

@@ -125,3 +125,16 @@ def test_g12_lovasz_increments_sum_to_one():
     sc.compute("lovasz_softmax", probs, target).backward()
     # two present classes averaged: each class's increments sum to 1, divided by K = 2
     assert float(probs.grad.abs().sum()) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_numbers_printed_in_docs_theory():
+    """The examples docs/theory.md prints: A3's constant, A6's counter-examples, B3's sqrt(pi), B9's optimum."""
+    assert round(3 - 2 * math.sqrt(2), 4) == 0.1716
+    dice = lambda tp, fp, fn: 2 * tp / (2 * tp + fp + fn)  # noqa: E731
+    g = 100  # 20 wrong pixels each time
+    assert [round(dice(g - fn, fp, fn), 3) for fp, fn in ((20, 0), (0, 20), (10, 10))] == [0.909, 0.889, 0.9]
+    assert [round(dice(gs - 10, 10, 10), 2) for gs in (20, 100, 1000)] == [0.5, 0.9, 0.99]
+    assert round(bias.q_star_closed_form("dice_squared", 0, 400, 0.2), 3) == 0.447
+    assert round(bias.q_star_closed_form("region_size_zero", 0, 400, 0.2, temperature=10.0), 3) == 0.465
+    assert bias.q_star_closed_form("dice_linear", 0, 400, 0.2) == 1.0
+    assert bias.q_star_closed_form("dice_linear", 300, 400, 0.2) == 0.0

@@ -7,14 +7,13 @@ an ``st.fragment``, so a slider reruns only its own panel.
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import streamlit as st
 
 import segloss_core as sc
 from segloss_core import gradients as gr
 from segloss_core.plots import gradients as gp
+from ui.cache import cached, page_cache
 from ui.session import current_case, current_params, panel
 
 KEY = "grad_"
@@ -25,49 +24,29 @@ SCALING_SIZE = 256
 # ----------------------------------------------------------------------------- cached numerics
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _maps(digest: str, names: tuple[str, ...], wrt: str, pkey: str, _case, _params) -> gr.GradientMaps:
-    return gr.gradient_maps(_case, names, wrt=wrt, params=_params)
-
-
-@st.cache_data(max_entries=8, show_spinner=False)
-def _all_maps(digest: str, wrt: str, pkey: str, _case, _params) -> gr.GradientMaps:
-    return gr.all_gradient_maps(_case, _params, wrt=wrt)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _groups(digest: str, _gt) -> gr.PixelGroups:
-    return gr.pixel_groups(_gt)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _heatmaps(digest, names, wrt, pkey, channel, view, shared, robust, _maps, _gt, _titles):
-    maps = _maps.channel_maps(channel)
+@page_cache(max_entries=32)
+def _heatmaps(maps: gr.GradientMaps, gt, names, channel, view, shared, robust, titles):
+    by_name = maps.channel_maps(channel)
     if view == "side":
-        return gp.gradient_heatmaps(maps, _gt, shared_scale=shared, titles=_titles,
+        return gp.gradient_heatmaps(by_name, gt, shared_scale=shared, titles=titles,
                                     robust=99.0 if robust else None)
-    a, b = (maps[n] for n in names)
-    ta, tb = (_titles[n] for n in names)
+    a, b = (by_name[n] for n in names)
+    ta, tb = (titles[n] for n in names)
     if view == "difference":
-        return gp.comparison_heatmap(gr.normalised_difference(a, b), _gt, kind="difference",
+        return gp.comparison_heatmap(gr.normalised_difference(a, b), gt, kind="difference",
                                      title=f"{ta} / max|{ta}|  −  {tb} / max|{tb}|")
-    return gp.comparison_heatmap(gr.log_ratio(a, b), _gt, kind="ratio", title=f"log10 |{ta}| / |{tb}|")
+    return gp.comparison_heatmap(gr.log_ratio(a, b), gt, kind="ratio", title=f"log10 |{ta}| / |{tb}|")
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _histograms(digest, names, wrt, pkey, channel, scale, _maps, _groups, _titles):
-    hists = gr.group_histograms(_maps.magnitudes(channel), _groups, scale=scale)
-    return hists, gp.magnitude_histograms(hists, _titles)
+@page_cache(max_entries=32)
+def _histograms(maps: gr.GradientMaps, groups: gr.PixelGroups, channel, scale, titles):
+    hists = gr.group_histograms(maps.magnitudes(channel), groups, scale=scale)
+    return hists, gp.magnitude_histograms(hists, titles)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _explanation(digest, names, wrt, pkey, channel, _case, _maps) -> gr.Explanation:
-    return gr.explain(_case, _maps, names, wrt=wrt, channel=channel)
-
-
-@st.cache_data(max_entries=16, show_spinner=False)
-def _scaling(names, wrt, pkey, p_in, p_out, _params):
-    table = gr.dice_vs_ce_scaling(SCALING_RADII, SCALING_SIZE, p_in, p_out, names, wrt, _params)
+@page_cache(max_entries=16)
+def _scaling(names, wrt, p_in, p_out, params):
+    table = gr.dice_vs_ce_scaling(SCALING_RADII, SCALING_SIZE, p_in, p_out, names, wrt, params)
     return table, gp.scaling_figure(table, {n: sc.get_loss(n).title for n in names})
 
 
@@ -75,7 +54,7 @@ def _scaling(names, wrt, pkey, p_in, p_out, _params):
 
 
 @st.fragment
-def maps_panel(case, digest, names, wrt, pkey, channel, maps, titles):
+def maps_panel(case, names, channel, maps, titles):
     with panel("the gradient maps"):
         cols = st.columns([2, 1, 1])
         views = {"side": "Side by side", "difference": "Normalised difference", "ratio": "Log ratio"}
@@ -88,7 +67,7 @@ def maps_panel(case, digest, names, wrt, pkey, channel, maps, titles):
         robust = cols[2].toggle("Clip at 99%", value=False, key=KEY + "robust",
                                 help="Set the colour range by the 99th percentile of |gradient|, so a few "
                                      "extreme pixels do not wash out the rest.")
-        fig = _heatmaps(digest, names, wrt, pkey, channel, view, shared, robust, maps, case.gt, titles)
+        fig = _heatmaps(maps, case.gt, names, channel, view, shared, robust, titles)
         st.plotly_chart(fig, width="stretch", key=KEY + "heat")
         st.caption("Red: positive gradient (gradient descent lowers this probability); blue: negative "
                    "(descent raises it); white: 0. Black line: ground-truth outline."
@@ -96,11 +75,11 @@ def maps_panel(case, digest, names, wrt, pkey, channel, maps, titles):
 
 
 @st.fragment
-def histogram_panel(case, digest, names, wrt, pkey, channel, maps, titles):
+def histogram_panel(case, names, channel, maps, titles):
     with panel("the histograms"):
         scale = st.segmented_control("Bins", ["log", "linear"], default="log", key=KEY + "hist_scale") or "log"
-        groups = _groups(digest, case.gt)
-        hists, fig = _histograms(digest, names, wrt, pkey, channel, scale, maps, groups, titles)
+        groups = cached(gr.pixel_groups)(case.gt)
+        hists, fig = _histograms(maps, groups, channel, scale, titles)
         st.plotly_chart(fig, width="stretch", key=KEY + "hist")
         rows = []
         for name, h in hists.items():
@@ -132,14 +111,14 @@ def profile_panel(case, names, channel, maps, titles, centre):
 
 
 @st.fragment
-def pixel_panel(case, digest, wrt, pkey, params, centre):
+def pixel_panel(case, wrt, params, centre):
     with panel("the pixel inspector"):
         h, w = case.gt.shape
         cols = st.columns(2)
         y = cols[0].slider("y (row)", 0, h - 1, value=int(centre[0]), key=KEY + "px_y")
         x = cols[1].slider("x (column)", 0, w - 1, value=int(centre[1]), key=KEY + "px_x")
         with st.spinner("Computing every loss's gradient…"):
-            all_maps = _all_maps(digest, wrt, pkey, case, params)
+            all_maps = cached(gr.all_gradient_maps, max_entries=8)(case, params, wrt=wrt)
         rep = gr.pixel_report(case, y, x, wrt=wrt, maps=all_maps)
         probs = ", ".join(f"{case.class_names[k]} {p:.3f}" for k, p in enumerate(rep.probs))
         st.markdown(f"Pixel (y={y}, x={x}): label **{case.class_names[rep.label]}**, prediction {probs}.")
@@ -166,9 +145,9 @@ def pixel_panel(case, digest, wrt, pkey, params, centre):
 
 
 @st.fragment
-def explanation_panel(case, digest, names, wrt, pkey, channel, maps, titles, params):
+def explanation_panel(case, names, wrt, channel, maps, titles, params):
     with panel("the explanation"):
-        exp = _explanation(digest, names, wrt, pkey, channel, case, maps)
+        exp = cached(gr.explain)(case, maps, names, wrt=wrt, channel=channel)
         for name in [*names, "both"]:
             items = [i for i in exp.items if i.loss == name]
             if not items:
@@ -186,7 +165,7 @@ def explanation_panel(case, digest, names, wrt, pkey, channel, maps, titles, par
         cols = st.columns(2)
         p_in = cols[0].slider("p_in", 0.05, 0.95, 0.7, 0.05, key=KEY + "p_in")
         p_out = cols[1].slider("p_out", 0.0, 0.2, 0.0, 0.01, key=KEY + "p_out")
-        table, fig = _scaling(names, wrt, pkey, p_in, p_out, params)
+        table, fig = _scaling(names, wrt, p_in, p_out, params)
         st.plotly_chart(fig, width="stretch", key=KEY + "scaling")
         rows = [{"radius": float(r), "|G|": int(a)} for r, a in zip(table.radii, table.areas, strict=True)]
         for name, cols_ in table.per_loss.items():
@@ -216,8 +195,6 @@ if case.ndim == 3:
 losses = sc.list_losses()
 titles = {n: sc.get_loss(n).title for n in losses}
 params = current_params()
-pkey = json.dumps(params, sort_keys=True, default=str)
-digest = case.digest()
 
 with panel("the settings"):
     cols = st.columns([2, 2, 2, 2])
@@ -233,7 +210,7 @@ with panel("the settings"):
 
 names = (loss_a,) if loss_a == loss_b else (loss_a, loss_b)
 with st.spinner("Computing gradients…"):
-    maps = _maps(digest, names, wrt, pkey, case, params)
+    maps = cached(gr.gradient_maps)(case, names, wrt=wrt, params=params)
 for name, reason in maps.unavailable.items():
     st.warning(f"{titles[name]}: {reason}")
 names = tuple(n for n in names if n in maps.results)
@@ -252,17 +229,17 @@ for col, name in zip(values, names, strict=True):
 obj = np.argwhere(case.gt == channel) if (case.gt == channel).any() else np.argwhere(case.gt > 0)
 centre = tuple(int(v) for v in (obj.mean(0).round() if obj.size else np.array(case.gt.shape) // 2))
 
-maps_panel(case, digest, names, wrt, pkey, channel, maps, titles)
+maps_panel(case, names, channel, maps, titles)
 left, right = st.columns(2)
 with left:
     st.subheader("Gradient magnitude by pixel group")
-    histogram_panel(case, digest, names, wrt, pkey, channel, maps, titles)
+    histogram_panel(case, names, channel, maps, titles)
 with right:
     st.subheader("Profile along a line")
     profile_panel(case, names, channel, maps, titles, centre)
 
 st.subheader("One pixel under every loss")
-pixel_panel(case, digest, wrt, pkey, params, centre)
+pixel_panel(case, wrt, params, centre)
 
 st.subheader("Why the maps look like this")
-explanation_panel(case, digest, names, wrt, pkey, channel, maps, titles, params)
+explanation_panel(case, names, wrt, channel, maps, titles, params)

@@ -1,13 +1,10 @@
 """Loss landscapes: every loss over a grid of perturbations of the current prediction.
 
 Widgets and layout only: the numbers come from ``segloss_core.landscape`` and the figures from
-``segloss_core.plots.landscape``; results are cached (``st.cache_data``) on the case digest and the
-settings. The whole landscape panel is an ``st.fragment``, so changing a control reruns only it.
+``segloss_core.plots.landscape``; results are cached (``ui.cache``) on the case and the settings. The whole landscape panel is an ``st.fragment``, so changing a control reruns only it.
 """
 
 from __future__ import annotations
-
-import json
 
 import streamlit as st
 
@@ -22,6 +19,7 @@ from segloss_core.landscape import (
 )
 from segloss_core.perturb import PERTURBATIONS
 from segloss_core.plots import landscape as lp
+from ui.cache import page_cache, progress_bar
 from ui.session import current_case, current_params, panel
 
 KEY = "land_"
@@ -32,33 +30,20 @@ METRIC_LABELS = {"dice": "1 − Dice", "jaccard": "1 − Jaccard", "hd95": "HD95
 # ----------------------------------------------------------------------------- cached numerics
 
 
-def _progress_bar(text: str):
-    bar = st.progress(0.0, text=text)
-    return bar, (lambda f: bar.progress(min(1.0, max(0.0, f)), text=text))
+def _in_force(params: dict, losses) -> dict:
+    return {k: v for k, v in params.items() if k in losses}
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _landscape(digest: str, settings: str, pkey: str, _case, _params) -> LandscapeResult:
-    s = json.loads(settings)
-    bar, tick = _progress_bar(f"Computing {s['n']} × {s['n']} grid points…")
-    try:
-        return landscape(_case, x=tuple(s["x"]), y=tuple(s["y"]), n=s["n"], losses=s["losses"],
-                            params={k: v for k, v in _params.items() if k in s["losses"]},
-                            hd95=s["hd95"], device="auto", progress=tick)
-    finally:
-        bar.empty()
+@page_cache(max_entries=16)
+def _landscape(case, x: tuple, y: tuple, n: int, losses: tuple, params: dict, hd95, progress=None) -> LandscapeResult:
+    return landscape(case, x=x, y=y, n=n, losses=list(losses), params=params, hd95=hd95, device="auto",
+                     progress=progress)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _slice(digest: str, settings: str, pkey: str, _case, _params) -> Landscape1DResult:
-    s = json.loads(settings)
-    bar, tick = _progress_bar("Computing the slice…")
-    try:
-        return landscape_1d(_case, axis=tuple(s["axis"]), n=s["n"], losses=s["losses"],
-                               params={k: v for k, v in _params.items() if k in s["losses"]},
-                               hd95=s["hd95"], device="auto", fixed=s["fixed"], progress=tick)
-    finally:
-        bar.empty()
+@page_cache(max_entries=16)
+def _slice(case, axis: tuple, n: int, losses: tuple, params: dict, hd95: bool, progress=None) -> Landscape1DResult:
+    return landscape_1d(case, axis=axis, n=n, losses=list(losses), params=params, hd95=hd95, device="auto",
+                        fixed={}, progress=progress)
 
 
 # ----------------------------------------------------------------------------- widgets
@@ -80,7 +65,7 @@ def _axis_controls(col, which: str, default: str, exclude: str | None):
 
 
 @st.fragment
-def landscape_panel(case, digest: str, params: dict, pkey: str, titles: dict[str, str]) -> None:
+def landscape_panel(case, params: dict, titles: dict[str, str]) -> None:
     with panel("the landscape"):
         registered = sc.list_losses()
         defaults = [n for n in DEFAULT_LOSSES if n in registered]
@@ -97,9 +82,9 @@ def landscape_panel(case, digest: str, params: dict, pkey: str, titles: dict[str
         if not losses:
             st.info("Pick at least one loss.")
             return
-        settings = json.dumps({"x": [x_name, *x_rng], "y": [y_name, *y_rng], "n": n, "losses": losses,
-                               "hd95": 7 if metric == "hd95" else False}, sort_keys=True)
-        result = _landscape(digest, settings, pkey, case, params)
+        with progress_bar(f"Computing {n} × {n} grid points…") as tick:
+            result = _landscape(case, (x_name, *x_rng), (y_name, *y_rng), n, tuple(losses),
+                                _in_force(params, losses), 7 if metric == "hd95" else False, progress=tick)
         for name, reason in result.unavailable.items():
             st.warning(f"{titles.get(name, name)}: {reason}")
         if not result.losses:
@@ -140,9 +125,9 @@ def landscape_panel(case, digest: str, params: dict, pkey: str, titles: dict[str
         axis = scol[0].radio("Along", [x_name, y_name], format_func=lambda k: PERTURBATIONS[k].label,
                              horizontal=True, key=KEY + "slice_axis")
         rng = x_rng if axis == x_name else y_rng
-        slice_settings = json.dumps({"axis": [axis, *rng], "n": 81, "losses": list(result.losses),
-                                     "hd95": metric == "hd95", "fixed": {}}, sort_keys=True)
-        one = _slice(digest, slice_settings, pkey, case, params)
+        with progress_bar("Computing the slice…") as tick:
+            one = _slice(case, (axis, *rng), 81, tuple(result.losses), _in_force(params, result.losses),
+                         metric == "hd95", progress=tick)
         st.plotly_chart(lp.landscape_slice(one, titles=titles, metric=overlay, normalised=normalised),
                         width="stretch", key=KEY + "slice")
 
@@ -164,11 +149,10 @@ if case.ndim == 3:
     st.caption("The landscape is computed on this 2-D slice.")
 
 params = current_params()
-pkey = json.dumps(params, sort_keys=True, default=str)
 titles = {n: sc.get_loss(n).title for n in sc.list_losses()}
 titles.update({"1 - dice": "1 − Dice", "1 - jaccard": "1 − Jaccard"})
 in_force = [f"{n}({', '.join(f'{k}={v}' for k, v in p.items())})" for n, p in params.items() if p]
 st.caption("Loss parameters: " + (", ".join(in_force) + " (set on the Playground)" if in_force else
                                   "registry defaults (change them on the Playground)"))
 
-landscape_panel(case, case.digest(), params, pkey, titles)
+landscape_panel(case, params, titles)

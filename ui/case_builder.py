@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import io
-import json
 from urllib.parse import urlencode
 
 import numpy as np
@@ -57,6 +56,8 @@ def render() -> None:
                 _upload_mode()
             else:
                 _preset_mode()
+        st.caption(f"case {cache.fingerprint(current_case())}",
+                   help="The first characters of the case's digest: the same case shows the same fingerprint.")
         with panel("save / load"):
             _save_load()
         with panel("the share link"):
@@ -113,8 +114,7 @@ def _preset_mode() -> None:
     st.button("Reset prediction", icon=":material/restart_alt:", on_click=_reset_prediction, key="reset_prediction",
               help="back to this preset's default prediction")
 
-    case = cache.preset_case(name, int(size), json.dumps(params, sort_keys=True),
-                             json.dumps(amounts, sort_keys=True), seed)
+    case = cache.preset_case(name, int(size), params, amounts, seed)
     set_case(case, source={"kind": "preset", "preset": name, "size": int(size), "preset_params": params,
                            "prediction": {k: v for k, v in amounts.items() if v != PERTURBATIONS[k].default},
                            "amounts": amounts, "seed": seed})

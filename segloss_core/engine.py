@@ -101,14 +101,13 @@ def _weights(target_one: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 
 def shared_confusion(probs: torch.Tensor, target: torch.Tensor, soft_label: bool) -> SoftConfusion:
     """:func:`~segloss_core.stats.soft_confusion` of ``probs`` against ``target``; with one
-    ``(1, C, ...)`` target for a batch of ``m > 1`` predictions (no gradient, hard-label TP),
+    ``(1, C, ...)`` target for a batch of ``m`` predictions (no gradient, hard-label TP; the same
+    path for every ``m``, so chunking does not change a result),
     ``TP`` and ``sum p`` are one matrix product ``(mC, N) @ (N, C + 1)`` with the target's
     weights, remembered per target tensor. Same sums, same ``SoftConfusion``."""
     m, C = probs.shape[:2]
-    if target.shape[0] == m:
-        return soft_confusion(probs, target, soft_label=soft_label)
-    if soft_label or torch.is_grad_enabled() and probs.requires_grad:
-        return soft_confusion(probs, target.expand(m, *target.shape[1:]), soft_label=soft_label)
+    if target.shape[0] != 1 or soft_label or torch.is_grad_enabled() and probs.requires_grad:
+        return soft_confusion(probs, _batch_target(target, m), soft_label=soft_label)
     weights, target_sum, target_sq = tensor_memo(target, "engine.weights", _weights)
     flat = probs.reshape(m * C, -1)
     prod = (flat @ weights).view(m, C, C + 1)

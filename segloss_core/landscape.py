@@ -48,10 +48,11 @@ import numpy as np
 import torch
 
 from . import perturb as P
-from ._tensors import EPS, one_hot, resolve_device
+from ._tensors import one_hot, resolve_device
+from .engine import Plan, shared_confusion
 from .perturb import channel_argmax
-from .registry import get_loss
-from .stats import SoftConfusion, soft_confusion
+from .registry import get_loss, list_losses
+from .stats import SoftConfusion
 
 #: The page's and the CLI's default losses.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
@@ -219,57 +220,32 @@ def _inputs(pred, gt, spacing, device):
     return prep, spacing, dev
 
 
-#: Losses that are a per-sample mean over pixels of a term depending only on the pixel's
-#: probabilities, its target and ground-truth maps that do not change when the image is cropped
-#: around the object (checked against ``segloss_core.compute`` in tests/test_landscape.py). For
-#: these, the value on the full image follows from the value on the active crop.
-CROP_SEPARABLE = frozenset({"ce", "wce", "focal", "boundary"})
+#: Losses with a per-pixel mean form (``LossSpec.pixel_mean``): the value on the full image follows
+#: from the value on the active crop (checked against ``segloss_core.compute`` in tests/test_landscape.py).
+CROP_SEPARABLE = frozenset(n for n in list_losses() if get_loss(n).pixel_mean is not None)
 
 #: A pixel is "settled background" when its foreground mass is at most this (per dtype); the
 #: perturbations leave such pixels (farther from the object than their reach) unchanged.
 SETTLED = {torch.float64: 1e-13, torch.float32: 1e-8}
 
 
-class _Plan:
-    """Resolved losses: region losses grouped by ``soft_label``, the others called directly."""
+def _plan(losses: Sequence[str] | None, params: dict[str, dict] | None, num_classes: int, spacing) -> Plan:
+    """The engine's plan for ``losses``; bad names or parameters raise ``ValueError`` (one line)."""
+    names = list(DEFAULT_LOSSES if losses is None else losses)
+    if len(set(names)) != len(names):
+        raise ValueError(f"loss names repeat: {names}")
+    params = dict(params or {})
+    for k in params:
+        if k not in names:
+            get_loss(k)  # unknown name -> ValueError; a known but unused loss is ignored
+    for name in names:
+        get_loss(name).resolve_params(params.get(name))  # raises on a bad parameter
+    return Plan(names, params, spacing=spacing, num_classes=num_classes)
 
-    def __init__(self, losses: Sequence[str] | None, params: dict[str, dict] | None, num_classes: int):
-        names = list(DEFAULT_LOSSES if losses is None else losses)
-        if len(set(names)) != len(names):
-            raise ValueError(f"loss names repeat: {names}")
-        params = dict(params or {})
-        for k in params:
-            if k not in names:
-                get_loss(k)  # unknown name -> ValueError; a known but unused loss is ignored
-        self.names = names
-        self.region: dict[bool, list[tuple[str, Callable, dict]]] = {}
-        self.direct: list[tuple[str, Any, dict]] = []
-        self.resolved: dict[str, dict] = {}
-        self.unavailable: dict[str, str] = {}
-        for name in names:
-            spec = get_loss(name)
-            kw = spec.resolve_params(params.get(name))
-            self.resolved[name] = dict(kw)
-            if spec.binary_only and num_classes > 2:
-                self.unavailable[name] = f"n/a: {name} is defined for binary cases only"
-                continue
-            if spec.from_stats is not None:
-                kw["batch"] = False  # reduction="none": each grid point evaluated alone
-                self.region.setdefault(bool(kw.get("soft_label", False)), []).append((name, spec.from_stats, kw))
-            else:
-                self.direct.append((name, spec, kw))
 
-    def call(self, spec, kw, probs, target, spacing) -> torch.Tensor:
-        args = dict(kw, spacing=spacing) if spec.uses_spacing else kw
-        return spec.fn(probs, target, reduction="none", **args).detach()
-
-    def drop(self, name: str, err: Exception) -> None:
-        self.unavailable[name] = f"n/a: {err}"
-        self.direct = [d for d in self.direct if d[0] != name]
-
-    @property
-    def needs_full(self) -> bool:
-        return any(name not in CROP_SEPARABLE for name, _, _ in self.direct)
+def _on_crop(plan: Plan) -> list[str]:
+    """Losses that can be evaluated on the active crop: sums (``from_stats``) and pixel means."""
+    return [n for n in plan.names if plan.specs[n].from_stats is not None or plan.specs[n].pixel_mean is not None]
 
 
 def _add_conf(a: SoftConfusion, b: SoftConfusion, n_pixels: int) -> SoftConfusion:
@@ -286,117 +262,29 @@ def _sub_conf(a: SoftConfusion, b: SoftConfusion) -> SoftConfusion:
                          a.pred_sq - b.pred_sq, a.target_sq - b.target_sq, a.n_pixels - b.n_pixels, inner)
 
 
-class _Confusion:
-    """``soft_confusion`` of a batch against ONE fixed target, with the target's sums computed once
-    and ``TP``, ``sum p`` as one matrix product per chunk (``soft_label=True`` falls back to
-    :func:`segloss_core.stats.soft_confusion`). Same sums, same ``SoftConfusion``."""
+class _Outside:
+    """What lies outside the active crop is the base prediction's: its share of the sums and of
+    the pixel means, computed once, added to every crop's (an :class:`segloss_core.engine.Extend`)."""
 
-    def __init__(self, target_one: torch.Tensor):
-        C = target_one.shape[1]
-        self.target_one = target_one
-        self.n_pixels = target_one[0, 0].numel()
-        flat = target_one.reshape(C, -1)
-        ones = torch.ones(flat.shape[1], 1, dtype=flat.dtype, device=flat.device)
-        self.weights = torch.cat([flat.t(), ones], 1).contiguous()  # (N, C + 1)
-        self.target_sum = flat.sum(1)
-        self.target_sq = (flat * flat).sum(1)
+    def __init__(self, plan: Plan, base_full, target_full, base_crop, target_crop):
+        self.n_full = target_full[0, 0].numel()
+        self.scale = target_crop[0, 0].numel() / self.n_full
+        soft_labels = {bool(plan.resolved[n].get("soft_label", False)) for n in plan.available
+                       if plan.specs[n].from_stats is not None}
+        pixel_names = [n for n in plan.available if plan.specs[n].pixel_mean is not None]
+        with torch.no_grad():
+            self.sums = {sl: _sub_conf(shared_confusion(base_full, target_full, sl),
+                                       shared_confusion(base_crop, target_crop, sl)) for sl in soft_labels}
+            whole = plan.evaluate(base_full, target_full, names=pixel_names)
+            part = plan.evaluate(base_crop, target_crop, names=pixel_names)
+        self.means = {n: (whole[n], part[n]) for n in pixel_names if n not in plan.unavailable}
 
-    def __call__(self, probs: torch.Tensor, soft_label: bool) -> SoftConfusion:
-        m, C = probs.shape[:2]
-        if soft_label:
-            return soft_confusion(probs, self.target_one.expand(m, *self.target_one.shape[1:]), soft_label=True)
-        flat = probs.reshape(m * C, -1)
-        prod = (flat @ self.weights).view(m, C, C + 1)
-        classes = torch.arange(C, device=probs.device)
-        tp = prod[:, classes, classes]
-        pred_sum = prod[:, :, C]
-        pred_sq = lambda: torch.linalg.vecdot(flat, flat).view(m, C)  # noqa: E731 (lazy: rarely read)
-        return SoftConfusion(tp, pred_sum, self.target_sum.expand(m, C), pred_sq, self.target_sq.expand(m, C),
-                             self.n_pixels)
+    def conf(self, soft_label: bool, conf: SoftConfusion) -> SoftConfusion:
+        return _add_conf(conf, self.sums[soft_label], self.n_full)
 
-
-class _PixelTerms:
-    """Fast forms, against ONE fixed one-hot target, of the pixel-mean losses (``ce``, ``wce``,
-    ``focal``, ``boundary``) for ``_evaluate``'s chunks. Same values as the loss functions:
-
-    - with a one-hot target, ``-sum_c w_c m(s_c) g_c log max(s_c, EPS)`` is the true class's term
-      (the other classes' terms are exact zeros), so the true-class probability ``s_t`` and its
-      clamped log are computed **once** per chunk (one log per pixel instead of one per pixel and
-      class, in each loss) and ce / wce / focal are read off them;
-    - the boundary loss ``mean_c mean_i phi_c(i) s_c(i)`` is linear in ``s``: one dot product per
-      selected class with the cached distance map.
-
-    ``value(name, kw, probs)`` returns ``(m,)`` or ``None`` (not a fast form: call the function)."""
-
-    def __init__(self, target_one: torch.Tensor, spacing):
-        from .losses import boundary as bd
-        from .losses import distribution as dist
-
-        self.target_one, self.spacing = target_one, spacing
-        C = target_one.shape[1]
-        self.n_pixels = target_one[0, 0].numel()
-        self.labels = target_one[0].argmax(0).reshape(-1)  # (N,)
-        self.fg = self.labels == 1 if C == 2 else None
-        self.forms = {dist.ce_loss: ("ce", set()), dist.wce_loss: ("wce", {"weights"}),
-                      dist.focal_loss: ("focal", {"gamma", "alpha"}),
-                      bd.boundary_loss: ("boundary", {"include_background", "spacing"})}
-        self._phi: dict[bool, torch.Tensor] = {}
-        self._chunk: tuple | None = None
-
-    def _true(self, probs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(s_t, log max(s_t, EPS))``, each ``(m, N)``, cached for the chunk."""
-        if self._chunk is None or self._chunk[0] is not probs:
-            m = probs.shape[0]
-            flat = probs.reshape(m, probs.shape[1], -1)
-            if self.fg is not None:
-                p_true = torch.where(self.fg, flat[:, 1], flat[:, 0])
-            else:
-                p_true = (flat * self.target_one.reshape(1, flat.shape[1], -1)).sum(1)
-            self._chunk = (probs, p_true, p_true.clamp_min(EPS).log_())
-        return self._chunk[1], self._chunk[2]
-
-    def _per_pixel(self, values, like: torch.Tensor, what: str, C: int) -> torch.Tensor | None:
-        """Per-class numbers -> the true class's number per pixel ``(N,)`` (None stays None)."""
-        from .losses.distribution import class_vector
-
-        vec = class_vector(values, C, what, like)  # same validation (ValueError) as the loss
-        return None if vec is None else vec.reshape(C)[self.labels]
-
-    def value(self, spec, kw: dict, probs: torch.Tensor) -> torch.Tensor | None:
-        form = self.forms.get(spec.fn)
-        if form is None or not set(kw) <= form[1] or probs.dtype not in (torch.float32, torch.float64):
-            return None
-        name, C = form[0], probs.shape[1]
-        if name == "boundary":
-            return self._boundary(probs, bool(kw.get("include_background", False)))
-        p_true, log_true = self._true(probs)
-        if name == "ce":
-            terms = log_true
-        elif name == "wce":
-            weight = self._per_pixel(kw.get("weights"), probs, "weights", C)
-            terms = log_true if weight is None else log_true * weight
-        else:
-            gamma = float(kw.get("gamma", 2.0))
-            if gamma < 0:
-                raise ValueError(f"gamma must be >= 0, got {kw.get('gamma')}")
-            weight = self._per_pixel(kw.get("alpha"), probs, "alpha", C)
-            terms = torch.rsub(p_true, 1).clamp_min_(EPS).pow_(gamma).mul_(log_true)
-            if weight is not None:
-                terms.mul_(weight)
-        return terms.mean(1).neg_()
-
-    def _boundary(self, probs: torch.Tensor, include_background: bool) -> torch.Tensor:
-        from .distance import signed_distance_map
-
-        first = 0 if include_background else 1
-        phi = self._phi.get(include_background)
-        if phi is None or phi.dtype != probs.dtype:
-            g = self.target_one[:, first:]
-            phi = signed_distance_map(g, self.spacing, dtype=probs.dtype).to(probs.device)
-            phi = self._phi[include_background] = phi.reshape(g.shape[1], -1)
-        m, K = probs.shape[0], phi.shape[0]
-        flat = probs[:, first:].reshape(m, K, -1)
-        return torch.linalg.vecdot(flat, phi.unsqueeze(0)).div_(self.n_pixels).mean(1)
+    def pixel(self, name: str, value: torch.Tensor) -> torch.Tensor:
+        whole, part = self.means[name]
+        return whole + self.scale * (value - part)
 
 
 def _hard_counts(probs: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -490,104 +378,89 @@ def _hd95(prep: P.Prepared, amounts: dict[str, np.ndarray], spacing, seed: int) 
     return out
 
 
-def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: _Plan, metrics: Sequence[str],
-              spacing, seed: int, chunk_bytes: int, progress: Progress | None,
+@dataclass
+class _Frame:
+    """The fixed parts of one landscape evaluation: full / cropped prediction and target."""
+
+    prep: P.Prepared
+    cprep: P.Prepared
+    box: tuple[slice, ...] | None
+    target: torch.Tensor  # (1, C, ...) one-hot, full image
+    ctarget: torch.Tensor  # the same on the crop
+    gt_masks: torch.Tensor  # (C - 1, N_crop) foreground masks on the crop
+    n_gt: torch.Tensor  # (1, C - 1) ground-truth sizes
+
+    @staticmethod
+    def make(prep: P.Prepared, box) -> _Frame:
+        C = prep.num_classes
+        gt_t = torch.from_numpy(prep.gt).to(prep.probs.device)
+        target = one_hot(gt_t.unsqueeze(0), C, dtype=prep.probs.dtype)
+        sel = (slice(None), slice(None)) + (box or ())
+        ctarget = target[sel].contiguous() if box else target
+        gt_masks = torch.stack([gt_t[box or ()].reshape(-1) == c for c in range(1, C)])
+        n_gt = torch.stack([(gt_t == c).sum() for c in range(1, C)]).to(torch.float64).unsqueeze(0)
+        return _Frame(prep, prep.crop(box) if box else prep, box, target, ctarget, gt_masks, n_gt)
+
+    def outside_counts(self) -> tuple:
+        """Hard ``(tp, n_pred)`` of the base prediction outside the crop (zeros without a crop)."""
+        if not self.box:
+            return (0.0, 0.0)
+        gt_t = torch.from_numpy(self.prep.gt).to(self.prep.probs.device)
+        full_masks = torch.stack([gt_t.reshape(-1) == c for c in range(1, self.prep.num_classes)])
+        tp_f, np_f = _hard_counts(self.prep.probs.unsqueeze(0), full_masks)
+        tp_c, np_c = _hard_counts(self.cprep.probs.unsqueeze(0), self.gt_masks)
+        return (tp_f - tp_c, np_f - np_c)
+
+    def full(self, probs: torch.Tensor) -> torch.Tensor:
+        """Crop predictions pasted into the base prediction."""
+        base = self.prep.probs.unsqueeze(0)
+        out = base.expand(probs.shape[0], *base.shape[1:]).clone()
+        out[(slice(None), slice(None)) + self.box] = probs
+        return out
+
+
+def _chunk_losses(plan: Plan, frame: _Frame, probs: torch.Tensor, outside: _Outside | None) -> dict:
+    """Loss values ``(m,)`` of one chunk of crop predictions (full images for the losses that need them)."""
+    if outside is None:
+        return plan.evaluate(probs, frame.ctarget)
+    crop_names = _on_crop(plan)
+    out = plan.evaluate(probs, frame.ctarget, names=crop_names, extend=outside)
+    rest = [n for n in plan.names if n not in crop_names]
+    if rest:
+        out.update(plan.evaluate(frame.full(probs), frame.target, names=rest))
+    return out
+
+
+def _evaluate(prep: P.Prepared, amounts: dict[str, np.ndarray], plan: Plan, metrics: Sequence[str],
+              seed: int, chunk_bytes: int, progress: Progress | None,
               crop: bool = True) -> tuple[dict, dict]:
     """Losses and metrics at every point of ``amounts`` (each ``(N,)``), in chunks, on the active crop."""
     total = len(next(iter(amounts.values())))
-    C = prep.num_classes
-    dtype, dev = prep.probs.dtype, prep.probs.device
-    box = active_box(prep, amounts) if crop else None
-    gt_t = torch.from_numpy(prep.gt).to(dev)
-    target_one = one_hot(gt_t.unsqueeze(0), C, dtype=dtype)
-    full_sel = (slice(None), slice(None)) + (box or ())
-    cprep = prep.crop(box) if box else prep
-    ctarget_one = target_one[full_sel].contiguous() if box else target_one
-    n_full, n_crop = prep.gt.size, cprep.gt.size
-    gt_masks = torch.stack([gt_t[box or ()].reshape(-1) == c for c in range(1, C)])
-    n_gt = torch.stack([(gt_t == c).sum() for c in range(1, C)]).to(torch.float64).unsqueeze(0)
-
-    # what lies outside the crop is the base prediction's: its share is computed once
-    base_full, base_crop = prep.probs.unsqueeze(0), cprep.probs.unsqueeze(0)
-    confusion = _Confusion(ctarget_one)
-    pixel_terms = _PixelTerms(ctarget_one, spacing)
-    conf_out: dict[bool, SoftConfusion] = {}
-    sep_base: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
-    count_out = (0.0, 0.0)
-    with torch.no_grad():
-        if box:
-            for soft_label in plan.region:
-                conf_out[soft_label] = _sub_conf(soft_confusion(base_full, target_one, soft_label=soft_label),
-                                                 soft_confusion(base_crop, ctarget_one, soft_label=soft_label))
-            for name, spec, kw in list(plan.direct):
-                if name in CROP_SEPARABLE:
-                    try:
-                        sep_base[name] = (plan.call(spec, kw, base_full, target_one, spacing),
-                                          plan.call(spec, kw, base_crop, ctarget_one, spacing))
-                    except ValueError as err:
-                        plan.drop(name, err)
-            if metrics:
-                full_masks = torch.stack([gt_t.reshape(-1) == c for c in range(1, C)])
-                tp_f, np_f = _hard_counts(base_full, full_masks)
-                tp_c, np_c = _hard_counts(base_crop, gt_masks)
-                count_out = (tp_f - tp_c, np_f - np_c)
-
-    per_sample = (n_full if (box and plan.needs_full) else n_crop) * C * prep.probs.element_size()
-    chunk = int(max(1, min(total, chunk_bytes // max(per_sample, 1))))
-    target = ctarget_one.expand(chunk, *ctarget_one.shape[1:]).contiguous()
-    target_big = (target_one.expand(chunk, *target_one.shape[1:]).contiguous()
-                  if box and plan.needs_full else None)
-    loss_out: dict[str, list] = {name: [] for name in plan.names if name not in plan.unavailable}
+    frame = _Frame.make(prep, active_box(prep, amounts) if crop else None)
+    outside = (_Outside(plan, prep.probs.unsqueeze(0), frame.target, frame.cprep.probs.unsqueeze(0),
+                        frame.ctarget) if frame.box else None)
+    count_out = frame.outside_counts() if metrics else (0.0, 0.0)
+    needs_full = frame.box and any(n not in _on_crop(plan) for n in plan.available)
+    per_sample = (prep.gt.size if needs_full else frame.cprep.gt.size) * prep.num_classes
+    chunk = int(max(1, min(total, chunk_bytes // max(per_sample * prep.probs.element_size(), 1))))
+    loss_out: dict[str, list] = {name: [] for name in plan.names}
     metric_out: dict[str, list] = {name: [] for name in metrics}
     tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.float64)) for k, v in amounts.items()}
-    scale = n_crop / n_full
     stage_cache: dict = {}  # the first perturbation's rows, shared by consecutive chunks
     with torch.no_grad():
         for start in range(0, total, chunk):
             stop = min(total, start + chunk)
-            m = stop - start
-            probs = P.apply(cprep, cprep.gt, {k: v[start:stop] for k, v in tensors.items()}, seed=seed,
-                            cache=stage_cache)
-            tgt = target[:m]
-            for soft_label, items in plan.region.items():
-                conf = confusion(probs, soft_label)
-                if box:
-                    conf = _add_conf(conf, conf_out[soft_label], n_full)
-                for name, from_stats, kw in items:
-                    loss_out[name].append(from_stats(conf, **kw).detach())
-            full = None
-            for name, spec, kw in list(plan.direct):
-                try:
-                    if name in CROP_SEPARABLE:
-                        # pixel means broadcast over a batch-1 target: its maps are looked up once
-                        value = pixel_terms.value(spec, kw, probs)
-                        if value is None:
-                            value = plan.call(spec, kw, probs, ctarget_one, spacing)
-                        if value.shape != (m,):
-                            value = plan.call(spec, kw, probs, tgt, spacing)
-                        if box:
-                            whole, part = sep_base[name]
-                            value = whole + scale * (value - part)
-                    elif box:
-                        if full is None:
-                            full = base_full.expand(m, *base_full.shape[1:]).clone()
-                            full[full_sel] = probs
-                        value = plan.call(spec, kw, full, target_big[:m], spacing)
-                    else:
-                        value = pixel_terms.value(spec, kw, probs) if name in CROP_SEPARABLE else None
-                        if value is None:
-                            value = plan.call(spec, kw, probs, tgt, spacing)
-                except ValueError as err:
-                    plan.drop(name, err)
-                    loss_out.pop(name, None)
-                    continue
-                loss_out[name].append(value)
+            probs = P.apply(frame.cprep, frame.cprep.gt, {k: v[start:stop] for k, v in tensors.items()},
+                            seed=seed, cache=stage_cache)
+            for name, value in _chunk_losses(plan, frame, probs, outside).items():
+                if not isinstance(value, str):
+                    loss_out[name].append(value)
             if metric_out:
-                tp, n_pred = _hard_counts(probs, gt_masks)
-                hard = _hard_metrics(tp + count_out[0], n_pred + count_out[1], n_gt)
+                tp, n_pred = _hard_counts(probs, frame.gt_masks)
+                hard = _hard_metrics(tp + count_out[0], n_pred + count_out[1], frame.n_gt)
                 for name in metric_out:
                     metric_out[name].append(hard[name])
-            del probs, full
+            del probs
             if progress is not None:
                 progress(stop / total)
     losses = {k: torch.cat(v).double().cpu().numpy() for k, v in loss_out.items() if k not in plan.unavailable}
@@ -672,13 +545,13 @@ def landscape(
     fixed = {k: P.PERTURBATIONS[k].validate(v) for k, v in (fixed or {}).items()}
     if x_name in fixed or y_name in fixed:
         raise ValueError("a fixed perturbation cannot also be an axis")
-    plan = _Plan(losses, params, prep.num_classes)
+    plan = _plan(losses, params, prep.num_classes, spacing)
     gx, gy = np.meshgrid(xs, ys)  # rows = y
     ident = P.identity()
     cur = (ident[x_name], ident[y_name])
     amounts = {x_name: np.append(gx.ravel(), cur[0]), y_name: np.append(gy.ravel(), cur[1])}
     amounts.update({k: np.full(gx.size + 1, v) for k, v in fixed.items()})
-    loss_vals, met_vals = _evaluate(prep, amounts, plan, metrics, spacing, seed, chunk_bytes, progress, crop)
+    loss_vals, met_vals = _evaluate(prep, amounts, plan, metrics, seed, chunk_bytes, progress, crop)
     shape = (len(ys), len(xs))
     grids = {k: v[:-1].reshape(shape) for k, v in loss_vals.items()}
     met_grids = {k: v[:-1].reshape(shape) for k, v in met_vals.items()}
@@ -732,11 +605,11 @@ def landscape_1d(
     fixed = {k: P.PERTURBATIONS[k].validate(v) for k, v in (fixed or {}).items()}
     if name in fixed:
         raise ValueError("a fixed perturbation cannot also be the axis")
-    plan = _Plan(losses, params, prep.num_classes)
+    plan = _plan(losses, params, prep.num_classes, spacing)
     cur = P.identity()[name]
     amounts = {name: np.append(values, cur)}
     amounts.update({k: np.full(len(values) + 1, v) for k, v in fixed.items()})
-    loss_vals, met_vals = _evaluate(prep, amounts, plan, metrics, spacing, seed, chunk_bytes, progress, crop)
+    loss_vals, met_vals = _evaluate(prep, amounts, plan, metrics, seed, chunk_bytes, progress, crop)
     curves = {k: v[:-1] for k, v in loss_vals.items()}
     mcurves = {k: v[:-1] for k, v in met_vals.items()}
     current_values = {k: float(v[-1]) for k, v in loss_vals.items()}

@@ -338,8 +338,9 @@ def test_empty_class_policy_numbers():
     exact_empty = torch.stack([torch.ones_like(probs[:, 0]), torch.zeros_like(probs[:, 0])], 1)
     assert float(sc.compute("dice", exact_empty, target, **fg_only)) == 0.0  # "predicted empty scores 0"
     probs.requires_grad_(True)
-    value = sc.compute("dice", probs, target, **fg_only)
-    value.backward()
+    loss = sc.compute("dice", probs, target, **fg_only)
+    loss.backward()
+    value = loss.detach()
     fp = float(probs.detach()[0, 1].sum())  # the blob's soft mass: every foreground probability is a false positive
     # "about 1": within 1e-6 here (1 - s/(FP + s) with FP of the default blob)
     assert fp > 10 and abs(float(value) - 1.0) <= 1e-6

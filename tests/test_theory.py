@@ -138,3 +138,30 @@ def test_numbers_printed_in_docs_theory():
     assert round(bias.q_star_closed_form("region_size_zero", 0, 400, 0.2, temperature=10.0), 3) == 0.465
     assert bias.q_star_closed_form("dice_linear", 0, 400, 0.2) == 1.0
     assert bias.q_star_closed_form("dice_linear", 300, 400, 0.2) == 0.0
+
+
+def test_g5_binary_ce_gradients():
+    gen = torch.Generator().manual_seed(4)
+    z = torch.randn(300, generator=gen, dtype=torch.float64, requires_grad=True)
+    g = (torch.rand(300, generator=gen, dtype=torch.float64) < 0.3).double()
+    torch.nn.functional.binary_cross_entropy_with_logits(z, g).backward()
+    s = torch.sigmoid(z.detach())
+    np.testing.assert_allclose(z.grad.numpy(), ((s - g) / 300).numpy(), atol=1e-15)
+    s = s.clone().requires_grad_(True)
+    torch.nn.functional.binary_cross_entropy(s, g).backward()
+    np.testing.assert_allclose(s.grad.numpy(), ((s - g) / (300 * s * (1 - s))).detach().numpy(), rtol=1e-10)
+
+
+@pytest.mark.parametrize("gamma", [0.5, 2.0])
+def test_g8_focal_gradient_wrt_true_class_probability(gamma):
+    """G8 on the registered (softmax) focal loss, alpha = 1: dL/dp_t = [γ(1-p_t)^(γ-1) log p_t - (1-p_t)^γ/p_t]/N
+    on the true class's channel, 0 on the other."""
+    gen = torch.Generator().manual_seed(5)
+    fg = torch.rand(1, 1, 8, 8, generator=gen, dtype=torch.float64).clamp(0.05, 0.95)
+    probs = torch.cat([1 - fg, fg], 1).requires_grad_(True)
+    labels = (torch.rand(1, 8, 8, generator=gen) < 0.4).long()
+    target = sc.one_hot(labels, 2, dtype=torch.float64)
+    sc.compute("focal", probs, target, gamma=gamma).backward()
+    pt = (probs.detach() * target).sum(1, keepdim=True)
+    expected = (gamma * (1 - pt) ** (gamma - 1) * torch.log(pt) - (1 - pt) ** gamma / pt) / 64 * target
+    np.testing.assert_allclose(probs.grad.numpy(), expected.numpy(), rtol=1e-10, atol=1e-15)

@@ -1,13 +1,12 @@
 """Metric agreement (Eelbode et al.): which losses order predictions the way Dice does.
 
 Widgets and layout only: the numbers come from ``segloss_core.agreement`` and the figures from
-``segloss_core.plots.agreement``, cached on the case digest and the settings. Each panel is an
+``segloss_core.plots.agreement``, cached (``ui.cache``) on the case and the settings. Each panel is an
 ``st.fragment``, so its controls rerun only that panel.
 """
 
 from __future__ import annotations
 
-import json
 import math
 
 import streamlit as st
@@ -16,6 +15,7 @@ import segloss_core as sc
 from segloss_core import agreement as ag
 from segloss_core import bias
 from segloss_core.plots import agreement as pa
+from ui.cache import page_cache
 from ui.session import current_case, current_params, panel
 from ui.widgets import binary_view_picker
 
@@ -30,45 +30,42 @@ GROUPS = {
 }
 
 
-def _pkey(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
-
-
 # ----------------------------------------------------------------------------- cached numerics
 
 
-@st.cache_data(max_entries=4, show_spinner=False)
-def _population(digest, fg_class, n, seed, strength, _case) -> ag.Population:
-    return ag.population(_case, n=n, seed=seed, strength=strength, foreground_class=fg_class)
+# every function takes the population's settings first: (case, fg_class, n, seed, strength)
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _values(digest, fg_class, n, seed, strength, names, hard, pkey, _case, _params):
-    pop = _population(digest, fg_class, n, seed, strength, _case)
-    return ag.loss_values(pop, list(names), params=_params, hard=hard)
+@page_cache(max_entries=4)
+def _population(case, fg_class, n, seed, strength) -> ag.Population:
+    return ag.population(case, n=n, seed=seed, strength=strength, foreground_class=fg_class)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _metrics(digest, fg_class, n, seed, strength, _case):
-    pop = _population(digest, fg_class, n, seed, strength, _case)
+@page_cache(max_entries=64)
+def _values(case, fg_class, n, seed, strength, names, hard, params):
+    pop = _population(case, fg_class, n, seed, strength)
+    return ag.loss_values(pop, list(names), params=params, hard=hard)
+
+
+@page_cache(max_entries=16)
+def _metrics(case, fg_class, n, seed, strength):
+    pop = _population(case, fg_class, n, seed, strength)
     return ag.hard_metrics(pop.hard(), pop.gt, pop.spacing)
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _dice_jaccard(digest, fg_class, n, seed, strength, _case) -> ag.DiceJaccard:
-    return ag.dice_jaccard(_population(digest, fg_class, n, seed, strength, _case))
+@page_cache(max_entries=16)
+def _dice_jaccard(case, fg_class, n, seed, strength) -> ag.DiceJaccard:
+    return ag.dice_jaccard(_population(case, fg_class, n, seed, strength))
 
 
-@st.cache_data(max_entries=16, show_spinner=False)
-def _wce(digest, fg_class, n, seed, strength, metric, hard, lovasz_pkey, _case, _metrics_, _lovasz) -> ag.WceSweep:
-    pop = _population(digest, fg_class, n, seed, strength, _case)
-    given = {} if _lovasz is None else {"lovasz_softmax": _lovasz}
-    return ag.wce_sweep(pop, metric=metric, metrics=_metrics_, hard=hard, reference_values=given,
-                        reference_params={"dice": ag.EXACT_SOFT, "lovasz_softmax": _lovasz_params(lovasz_pkey)})
-
-
-def _lovasz_params(pkey: str) -> dict:
-    return json.loads(pkey)
+@page_cache(max_entries=16)
+def _wce(case, fg_class, n, seed, strength, metric, hard, lovasz_params: dict) -> ag.WceSweep:
+    settings = (case, fg_class, n, seed, strength)
+    p = {"lovasz_softmax": lovasz_params} if lovasz_params else {}
+    lovasz = _values(*settings, ("lovasz_softmax",), hard, p)["lovasz_softmax"]
+    given = {} if isinstance(lovasz, str) else {"lovasz_softmax": lovasz}
+    return ag.wce_sweep(_population(*settings), metric=metric, metrics=_metrics(*settings), hard=hard,
+                        reference_values=given, reference_params={"dice": ag.EXACT_SOFT, "lovasz_softmax": lovasz_params})
 
 
 # ----------------------------------------------------------------------------- panels
@@ -77,9 +74,9 @@ def _lovasz_params(pkey: str) -> dict:
 @st.fragment
 def dice_jaccard_panel(case, settings, params):
     with panel("Dice vs Jaccard"):
-        dj = _dice_jaccard(*settings, case)
+        dj = _dice_jaccard(*settings)
         p = {k: params[k] for k in ("dice", "iou") if k in params}
-        pair = _values(*settings, ("dice", "iou"), False, _pkey(p), case, p)
+        pair = _values(*settings, ("dice", "iou"), False, p)
         gap = ag.relation_gap(pair["dice"], pair["iou"])
         labels = {k: bias.loss_label(k, params.get(k)) for k in ("dice", "iou")}
         st.plotly_chart(pa.dice_jaccard_figure(dj), width="stretch", key=KEY + "dj_fig")
@@ -121,15 +118,14 @@ def ranking_panel(case, settings, hard, params, titles):
         names = sc.list_losses()
         fast = tuple(n for n in names if n not in bias.SLOW_LOSSES)
         slow = [n for n in names if n in bias.SLOW_LOSSES]
-        values = dict(_values(*settings, fast, hard, _pkey({k: params[k] for k in fast if k in params}), case,
-                              {k: params[k] for k in fast if k in params}))
+        values = dict(_values(*settings, fast, hard, {k: params[k] for k in fast if k in params}))
         bar = st.progress(0.0, text="Slower losses…")
         for i, name in enumerate(slow):
             bar.progress(i / len(slow), text=f"Computing {titles[name]} over the population ({i + 1} of {len(slow)})…")
             p = {name: params[name]} if name in params else {}
-            values.update(_values(*settings, (name,), hard, _pkey(p), case, p))
+            values.update(_values(*settings, (name,), hard, p))
         bar.empty()
-        agr = ag.agreement_from_values(values, _metrics(*settings, case), params=params, hard=hard)
+        agr = ag.agreement_from_values(values, _metrics(*settings), params=params, hard=hard)
         st.plotly_chart(pa.rank_bars_figure(agr, metric, method), width="stretch", key=KEY + "bars")
         unavailable = {k: v for k, v in agr.values.items() if isinstance(v, str)}
         if unavailable:
@@ -165,10 +161,7 @@ def ranking_panel(case, settings, hard, params, titles):
 def wce_panel(case, settings, hard, params):
     with panel("the weighted-CE sweep"):
         metric = st.radio("Agree with", ["1 - Dice", "1 - Jaccard"], horizontal=True, key=KEY + "wce_metric")
-        p = {"lovasz_softmax": params["lovasz_softmax"]} if "lovasz_softmax" in params else {}
-        lovasz = _values(*settings, ("lovasz_softmax",), hard, _pkey(p), case, p)["lovasz_softmax"]
-        sweep = _wce(*settings, metric, hard, json.dumps(p.get("lovasz_softmax", {}), sort_keys=True, default=str),
-                     case, _metrics(*settings, case), None if isinstance(lovasz, str) else lovasz)
+        sweep = _wce(*settings, metric, hard, dict(params.get("lovasz_softmax", {})))
         st.plotly_chart(pa.wce_sweep_figure(sweep), width="stretch", key=KEY + "wce_fig")
         w, best = sweep.best
         refs = {k: v["spearman"] for k, v in sweep.reference.items()}
@@ -216,12 +209,11 @@ st.caption("The population: the current prediction perturbed at random (seeded) 
            "confidence scaling, a false-positive blob, a dropped part and logit noise, each active with "
            "probability 0.6 and scaled to the object's size, in one batched call of segloss_core.perturb.apply.")
 
-digest = case.digest()
 params = current_params()
 titles = {k: sc.get_loss(k).title for k in sc.list_losses()}
-settings = (digest, fg_class, n, seed, strength)
+settings = (case, fg_class, n, seed, strength)
 with st.spinner("Perturbing the prediction…"):
-    _population(*settings, case)
+    _population.ensure(*settings)
 
 st.subheader("Soft Jaccard vs soft Dice: one is a function of the other")
 dice_jaccard_panel(case, settings, params)

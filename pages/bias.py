@@ -1,13 +1,11 @@
 """Region-size bias (Liu et al.): which predicted size each loss prefers, and why.
 
 Widgets and layout only: the numbers come from ``segloss_core.bias`` and the figures from
-``segloss_core.plots.bias``, cached on the case digest and the settings. Each panel is an
+``segloss_core.plots.bias``, cached (``ui.cache``) on the case and the settings. Each panel is an
 ``st.fragment``, so its sliders rerun only that panel.
 """
 
 from __future__ import annotations
-
-import json
 
 import numpy as np
 import streamlit as st
@@ -15,14 +13,11 @@ import streamlit as st
 import segloss_core as sc
 from segloss_core import bias
 from segloss_core.plots import bias as pb
+from ui.cache import cached, page_cache
 from ui.session import current_case, current_params, panel
 from ui.widgets import binary_view_picker
 
 KEY = "bias_"
-
-
-def _pkey(params: dict) -> str:
-    return json.dumps(params, sort_keys=True, default=str)
 
 
 def _loss_params(params: dict, names) -> dict:
@@ -32,18 +27,12 @@ def _loss_params(params: dict, names) -> dict:
 # ----------------------------------------------------------------------------- cached numerics
 
 
-@st.cache_data(max_entries=64, show_spinner=False)
-def _size_curve(digest, names, n, confidence, fg_class, pkey, _case, _params) -> bias.SizeCurve:
-    return bias.size_curve(_case, list(names), n=n, confidence=confidence, params=_params,
-                           foreground_class=fg_class)
+def _size_curve(case, names, n, confidence, fg_class, params) -> bias.SizeCurve:
+    return cached(bias.size_curve, max_entries=64)(case, list(names), n=n, confidence=confidence,
+                                                   params=_loss_params(params, names), foreground_class=fg_class)
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _decomposition(digest, fg_class, _case) -> bias.Decomposition:
-    return bias.decomposition(_case, n=200, foreground_class=fg_class)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
+@page_cache(max_entries=32)
 def _band(F, U, pi, background, alpha, temperature):
     losses = _band_losses(alpha, temperature)
     optima = {label: bias.band_optimum(F, U, pi, name, params, background=background)
@@ -59,23 +48,11 @@ def _band_losses(alpha, temperature):
     return losses
 
 
-@st.cache_data(max_entries=32, show_spinner=False)
-def _size_sweep(names, error_px, confidence, pkey, _params) -> bias.SizeSweep:
-    return bias.size_sweep(boundary_error_px=error_px, losses=list(names), confidence=confidence, params=_params)
-
-
-@st.cache_data(max_entries=32, show_spinner=False)
-def _control(digest, fg_class, target_ratio, alpha, temperature, penalty, confidence, _case, _tau):
-    return bias.region_size_control(_case, target_proportion=target_ratio * _tau, alpha=alpha,
-                                    temperature=temperature, penalty=penalty, confidence=confidence,
-                                    foreground_class=fg_class)
-
-
 # ----------------------------------------------------------------------------- panels
 
 
 @st.fragment
-def size_panel(case, digest, fg_class, params, titles):
+def size_panel(case, fg_class, params, titles):
     with panel("loss vs predicted size"):
         cols = st.columns([3, 1, 1, 1])
         names = cols[0].multiselect("Losses", sc.list_losses(), default=list(bias.DEFAULT_LOSSES),
@@ -93,14 +70,12 @@ def size_panel(case, digest, fg_class, params, titles):
         slow = [x for x in names if x in bias.SLOW_LOSSES]
         parts = []
         if fast:
-            parts.append(_size_curve(digest, fast, n, confidence, fg_class,
-                                     _pkey(_loss_params(params, fast)), case, _loss_params(params, fast)))
+            parts.append(_size_curve(case, fast, n, confidence, fg_class, params))
         if slow:
             bar = st.progress(0.0, text="Slower losses…")
             for i, name in enumerate(slow):
                 bar.progress(i / len(slow), text=f"Computing {titles[name]} ({i + 1} of {len(slow)})…")
-                parts.append(_size_curve(digest, (name,), n, confidence, fg_class,
-                                         _pkey(_loss_params(params, [name])), case, _loss_params(params, [name])))
+                parts.append(_size_curve(case, (name,), n, confidence, fg_class, params))
             bar.empty()
         curve = bias.SizeCurve.merge(parts)
         st.plotly_chart(pb.size_curve_figure(curve, normalise=normalise), width="stretch", key=KEY + "size_fig")
@@ -126,10 +101,10 @@ def size_panel(case, digest, fg_class, params, titles):
 
 
 @st.fragment
-def decomposition_panel(case, digest, fg_class):
+def decomposition_panel(case, fg_class):
     with panel("the decomposition"):
         log_x = st.toggle("Log x-axis", value=True, key=KEY + "dec_log")
-        dec = _decomposition(digest, fg_class, case)
+        dec = cached(bias.decomposition)(case, n=200, foreground_class=fg_class)
         st.plotly_chart(pb.decomposition_figure(dec, log_x=log_x), width="stretch", key=KEY + "dec_fig")
         left, right = st.columns(2)
         left.latex(r"\tfrac1N CE = \underbrace{H(\tau) + KL(\tau\|u)}_{\text{size term}}"
@@ -201,8 +176,8 @@ def sweep_panel(params, titles):
         if not names:
             st.info("Pick at least one loss.")
             return
-        sweep = _size_sweep(tuple(names), error, conf, _pkey(_loss_params(params, names)),
-                            _loss_params(params, names))
+        sweep = cached(bias.size_sweep)(boundary_error_px=error, losses=list(names), confidence=conf,
+                                        params=_loss_params(params, names))
         st.plotly_chart(pb.size_sweep_figure(sweep), width="stretch", key=KEY + "sweep_fig")
         text = [f"Disks from {sweep.fraction[0] * 100:.2g} % to {sweep.fraction[-1] * 100:.2g} % of a "
                 f"{sweep.image_size} × {sweep.image_size} image, each predicted {error:+g} px off. "
@@ -222,7 +197,7 @@ def sweep_panel(params, titles):
 
 
 @st.fragment
-def control_panel(case, digest, fg_class, tau):
+def control_panel(case, fg_class, tau):
     with panel("the explicit control"):
         cols = st.columns(5)
         alpha = cols[0].slider("α", 0.0, 50.0, 20.0, 0.5, key=KEY + "ctl_alpha",
@@ -233,7 +208,9 @@ def control_panel(case, digest, fg_class, tau):
         ratio = cols[3].slider("Target size / GT size", 0.25, 1.9, 1.5, 0.05, key=KEY + "ctl_ratio")
         hard = cols[4].toggle("Hard predictions", value=True, key=KEY + "ctl_hard")
         confidence = None if hard else 0.9
-        ctl = _control(digest, fg_class, ratio, alpha, temperature, penalty, confidence, case, tau)
+        ctl = cached(bias.region_size_control)(case, target_proportion=ratio * tau, alpha=alpha,
+                                               temperature=temperature, penalty=penalty, confidence=confidence,
+                                               foreground_class=fg_class)
         st.plotly_chart(pb.region_size_figure(ctl), width="stretch", key=KEY + "ctl_fig")
         at = ctl.curve.argmin.get("region_size", float("nan"))
         b = ctl.band
@@ -266,16 +243,15 @@ if not mask.any() or mask.all():
                + ("empty." if not mask.any() else "all foreground.") + " Pick another preset in the sidebar.")
     st.stop()
 
-digest = case.digest()
 params = current_params()
 titles = {n: sc.get_loss(n).title for n in sc.list_losses()}
 tau = float(mask.mean())
 
 st.subheader("Loss vs predicted region size")
-size_panel(case, digest, fg_class, params, titles)
+size_panel(case, fg_class, params, titles)
 
 st.subheader("Decomposition: GT matching + region-size penalty")
-decomposition_panel(case, digest, fg_class)
+decomposition_panel(case, fg_class)
 
 st.subheader("An uncertain region: which confidence does each loss prefer?")
 st.caption("F confidently right foreground pixels, a band of U ambiguous pixels of which a fraction π is "
@@ -286,4 +262,4 @@ st.subheader("Object-size sweep: the same mistake on objects of every size")
 sweep_panel(params, titles)
 
 st.subheader("Explicit control: the region_size loss")
-control_panel(case, digest, fg_class, tau)
+control_panel(case, fg_class, tau)

@@ -12,6 +12,7 @@ import streamlit as st
 import segloss_core as sc
 from segloss_core import optimise as opt
 from segloss_core.plots import optimise as op
+from ui.cache import page_cache, progress_bar
 from ui.session import current_case, current_params, panel
 
 KEY = "opt_"
@@ -27,42 +28,15 @@ WORKING_SIDE = {"logits": 128, "cnn": 64}
 # ----------------------------------------------------------------------------- cached numerics
 
 
-class _NotCached(Exception):
-    """Raised inside the cached function on a lookup miss (exceptions are never cached)."""
+@page_cache(max_entries=12)
+def _train(case, settings: opt.Settings, progress=None) -> opt.Trajectory:
+    """The run for ``(case, settings)``; ``progress(fraction, message)`` is drawn by the caller."""
+    return opt.optimise(case, settings, progress=progress)
 
 
-def _miss():
-    raise _NotCached
-
-
-@st.cache_data(max_entries=12, show_spinner=False)
-def _stored(digest: str, skey: str, _compute) -> opt.Trajectory:
-    return _compute()
-
-
-def _train(case, settings: opt.Settings) -> opt.Trajectory:
-    """The run for ``(case, settings)``: from the cache, or computed here with a progress bar and then
-    stored (the bar must live outside the cached function: st.cache_data replays the elements a
-    cached function touches)."""
-    digest, skey = case.digest(), settings.key()
-    try:
-        return _stored(digest, skey, _miss)
-    except _NotCached:
-        pass
-    bar = st.progress(0.0, text="Training…")
-
-    def progress(fraction: float, message: str) -> None:
-        bar.progress(min(1.0, max(0.0, fraction)), text=f"Training: {message}")
-
-    traj = opt.optimise(case, settings, progress=progress)
-    _stored(digest, skey, lambda: traj)
-    bar.empty()
-    return traj
-
-
-@st.cache_data(max_entries=12, show_spinner=False)
-def _explanation(digest: str, skey: str, _traj: opt.Trajectory) -> list[str]:
-    return opt.explain(_traj)
+@page_cache(max_entries=12)
+def _explanation(case, settings: opt.Settings) -> list[str]:
+    return opt.explain(_train(case, settings))
 
 
 # ----------------------------------------------------------------------------- settings
@@ -248,8 +222,8 @@ if not settings.losses:
 
 try:
     settings.validate()
-    digest, skey = case.digest(), settings.key()
-    traj = _train(case, settings)
+    with progress_bar("Training:") as tick:
+        traj = _train(case, settings, progress=tick)
 except ValueError as err:
     st.warning(str(err).splitlines()[0])
     st.stop()
@@ -282,5 +256,5 @@ if traj.band is not None:
 
 st.subheader("What converged where")
 with panel("the explanation"):
-    for line in _explanation(digest, skey, traj):
+    for line in _explanation(case, settings):
         st.markdown(f"- {line}")

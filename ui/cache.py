@@ -300,7 +300,14 @@ class CachedFunction:
         """The cache key of this call (arguments bound by name, defaults applied, ignored names left out)."""
         return self._key(self._bind(args, kwargs))
 
+    def ensure(self, *args: Any, **kwargs: Any) -> None:
+        """Compute and store the value for these arguments if it is missing; a hit costs no copy."""
+        self._call(args, kwargs, want=False)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call(args, kwargs, want=True)
+
+    def _call(self, args: tuple, kwargs: dict, *, want: bool) -> Any:
         _follow_streamlit_clear()
         bound = self._bind(args, kwargs)
         k = (self.fid, self._key(bound))
@@ -309,7 +316,7 @@ class CachedFunction:
             with _STORE.lock:
                 blob = _STORE.get(k)
                 if blob is not None:
-                    return pickle.loads(blob)
+                    return pickle.loads(blob) if want else None
                 flight = _STORE.flights.get(k)
                 leader = flight is None or flight.owner == threading.get_ident()
                 if flight is None:
@@ -319,7 +326,7 @@ class CachedFunction:
             if self._wait(flight, progress):
                 if flight.error is not None:
                     raise flight.error
-                return pickle.loads(flight.blob)
+                return pickle.loads(flight.blob) if want else None
             # the computing caller was stopped (a rerun or stop of its session): compute here instead
 
     def _compute(self, k: tuple[str, str], flight: _Flight, bound: inspect.BoundArguments, progress) -> Any:

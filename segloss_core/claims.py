@@ -159,7 +159,7 @@ def two_blobs_fact() -> str:
 
 
 def what_if_text() -> str:
-    """The Playground's three what-if questions, with the numbers computed now."""
+    """The Playground's what-if questions, with the numbers computed now."""
     d, v = shift_cost("disk"), shift_cost("vessel")
     m, e, t = missed_lesion(), empty_truth(), vessel_topology()
     precision = e.metrics["precision"]

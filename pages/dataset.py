@@ -126,9 +126,10 @@ def _analysis(rows: list[dict]) -> tuple[str, str]:
 
 def _scatter_and_worst(rows: list[dict], metric: str, can_open: bool) -> str | None:
     losses = ds.loss_columns(ds.columns(rows))
-    loss = st.selectbox("Loss on the x axis", losses, key=KEY + "loss")
+    c1, c2 = st.columns(2)
+    loss = c1.selectbox("Loss on the x axis", losses, key=KEY + "loss")
     cases = [str(r["case"]) for r in rows]
-    chosen = st.selectbox("Case", cases, key=KEY + "case", help="ringed in the scatter; open it on every page")
+    chosen = c2.selectbox("Case", cases, key=KEY + "case", help="ringed in the scatter; open it on every page")
     st.plotly_chart(pdp.loss_metric_scatter(rows, loss, metric, highlight=chosen), key=KEY + "scatter")
     st.subheader(f"Worst {WORST} cases per loss")
     table = {f"{metric} (metric)": [f"{c} ({v:.3g})" for c, v in ds.worst_cases(rows, metric, WORST)]}

@@ -1,6 +1,6 @@
 """The Dataset page in Debian's Chromium (Playwright): upload a zip of an nnU-Net-style validation set,
 evaluate it, see the rank-agreement bars, open a case on every page; upload the CLI's CSV. A
-screenshot ``dataset.png`` goes to $SHOTS (``make screenshots``: docs/screenshots).
+screenshots ``dataset_results.png``, ``dataset_cases.png`` go to $SHOTS (``make screenshots``: docs/screenshots).
 
 Skipped, with the reason, only when /usr/bin/chromium is missing.
 """
@@ -107,7 +107,10 @@ def test_zip_upload_evaluate_and_open_a_case(page, server, files):
     shots = Path(os.environ.get("SHOTS") or tempfile.mkdtemp(prefix="segloss-shots-"))
     shots.mkdir(parents=True, exist_ok=True)
     page.wait_for_timeout(500)
-    page.screenshot(path=str(shots / "dataset.png"), full_page=True)
+    page.screenshot(path=str(shots / "dataset_results.png"))
+    page.locator('[data-testid="stPlotlyChart"]').nth(1).scroll_into_view_if_needed()
+    page.wait_for_timeout(500)
+    page.screenshot(path=str(shots / "dataset_cases.png"))
     page.get_by_role("button", name="Make case_00 the current case of every page").click()
     wait_for_app(page)
     assert_clean(page, "after opening a case")

@@ -422,7 +422,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--param", action="append", metavar="LOSS.NAME=VALUE",
                    help="set a loss parameter, e.g. dice.smooth=1e-3 (repeatable)")
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu or cuda")
-    p.add_argument("--json", action="store_true", help='JSON: {"losses": {...}, "metrics": {...}}')
+    p.add_argument("--json", action="store_true",
+                   help='JSON: {"losses": {...}, "metrics": {...}}; folder mode: the summary as one object')
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("landscape", help="loss landscape over two perturbation axes of a preset")

@@ -138,10 +138,11 @@ def _check_folder(folder, flag: str) -> str:
 
 
 def pair_folders(gt_dir, pred_dir) -> Pairing:
-    """Pair ``gt_dir``'s label maps with ``pred_dir``'s predictions by case id (sorted by id).
-
-    Raises ``OSError`` (one line) when a folder is missing or unreadable."""
-    gt_dir, pred_dir = _check_folder(gt_dir, "--gt-dir"), _check_folder(pred_dir, "--pred-dir")
+    """Pair ``gt_dir``'s label maps with ``pred_dir``'s predictions by case id (sorted by id), as
+    absolute paths (a Dask worker may run in another directory). Raises ``OSError`` (one line)
+    when a folder is missing or unreadable."""
+    gt_dir = os.path.abspath(_check_folder(gt_dir, "--gt-dir"))
+    pred_dir = os.path.abspath(_check_folder(pred_dir, "--pred-dir"))
     try:
         label_names, pred_names = _files(gt_dir), _files(pred_dir)
     except OSError as err:

@@ -250,6 +250,17 @@ class Plan:
             kw["spacing"] = self.spacing
         return kw
 
+    def call(self, name: str, probs: torch.Tensor, target: torch.Tensor, reduction: str = "none") -> torch.Tensor:
+        """``name``'s own function with its bound arguments, differentiable (nothing shared, the
+        graph kept: for training loops); an unavailable loss raises ``ValueError`` with its reason."""
+        if name not in self.unavailable and self.specs[name].binary_only and probs.shape[1] > 2:
+            raise ValueError(binary_only_reason(name))
+        reason = self.unavailable.get(name) or target_reason(self.specs[name], target)
+        if reason is not None:
+            raise ValueError(reason.removeprefix("n/a: "))
+        return self.specs[name].fn(probs, _batch_target(target, probs.shape[0]), reduction=reduction,
+                                   **self.kwargs(name))
+
     def pixel_form(self, name: str) -> bool:
         """Whether ``name`` is a pixel mean (``LossSpec.pixel_mean``): crop-separable."""
         return self.specs[name].pixel_mean is not None

@@ -58,6 +58,7 @@ from scipy import ndimage
 
 from ._tensors import EPS, one_hot, resolve_device
 from .case import Case
+from .engine import Plan
 from .perturb import channel_argmax
 from .registry import get_loss
 
@@ -446,30 +447,24 @@ class Trajectory:
 
 @dataclass(frozen=True)
 class _Evaluator:
+    plan: Plan
     name: str
-    fn: Callable[..., torch.Tensor]
-    kw: dict[str, Any]
 
     def __call__(self, probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Mean over the annotators of the per-sample loss of ``probs`` ``(1, C, ...)`` or ``(Q, C, ...)``
-        (each prediction is scored against every annotator's target) -> ``(Q,)``."""
+        (each prediction is scored against every annotator's target) -> ``(Q,)``; differentiable."""
         q, r = probs.shape[0], target.shape[0]
         if r == 1:
-            return self.fn(probs, target.expand(q, *target.shape[1:]), reduction="none", **self.kw)
+            return self.plan.call(self.name, probs, target)
         p = probs.unsqueeze(1).expand(q, r, *probs.shape[1:]).reshape(q * r, *probs.shape[1:])
         t = target.unsqueeze(0).expand(q, r, *target.shape[1:]).reshape(q * r, *target.shape[1:])
-        return self.fn(p, t, reduction="none", **self.kw).view(q, r).mean(1)
+        return self.plan.call(self.name, p, t).view(q, r).mean(1)
 
 
 def _evaluators(names, params, spacing) -> dict[str, _Evaluator]:
-    out = {}
-    for name in names:
-        spec = get_loss(name)
-        kw = spec.resolve_params((params or {}).get(name))
-        if spec.uses_spacing:
-            kw["spacing"] = spacing
-        out[name] = _Evaluator(name, spec.fn, kw)
-    return out
+    """One engine plan for the losses (bad parameters raise ``ValueError``)."""
+    plan = Plan(names, params, spacing=spacing, on_error="raise")
+    return {name: _Evaluator(plan, name) for name in plan.names}
 
 
 def _frame_stats(probs: torch.Tensor, gt_onehot: torch.Tensor, gt_fg: torch.Tensor, present: torch.Tensor,

@@ -41,33 +41,14 @@ def _finite_or_none(v: Any) -> float | None:
 def loss_values(case: Case, params: dict[str, dict] | None = None, names=None) -> dict[str, float | str]:
     """``{loss: value or "n/a: reason"}`` for every registered loss (or ``names``) on ``case``.
 
-    Uses :func:`segloss_core.compute_all`; a loss that fails with anything but its documented
-    ``ValueError`` is reported as ``"n/a: <error>"`` instead of taking the whole table down, and
-    a non-finite value as ``"n/a: not finite (...)"``.
+    One :func:`segloss_core.compute_all` call (the engine reports a loss undefined here with its
+    one-line reason); a non-finite value is reported as ``"n/a: not finite (...)"``.
     """
     names = list(names) if names is not None else list_losses()
     probs, target = case.tensors()
-    params = params or {}
-    try:
-        values = compute_all(probs, target, names, params=params, spacing=case.spacing)
-    except Exception:  # noqa: BLE001 - isolate the failing loss below
-        values = {}
-        for name in names:
-            try:
-                values.update(compute_all(probs, target, [name], params=params, spacing=case.spacing))
-            except Exception as err:  # noqa: BLE001
-                first = str(err).splitlines()[0] if str(err) else type(err).__name__
-                values[name] = f"n/a: {first}"
-    out: dict[str, float | str] = {}
-    for name in names:
-        v = values.get(name, "n/a: not computed")
-        if isinstance(v, str):
-            out[name] = v if v.startswith("n/a") else f"n/a: {v}"
-        elif math.isfinite(v):
-            out[name] = float(v)
-        else:
-            out[name] = f"n/a: not finite ({v})"
-    return out
+    values = compute_all(probs, target, names, params=params or {}, spacing=case.spacing)
+    return {name: v if isinstance(v, str) else (float(v) if math.isfinite(v) else f"n/a: not finite ({v})")
+            for name, v in values.items()}
 
 
 def loss_rows(values: dict[str, float | str], volume: dict[str, float | str] | None = None) -> list[dict]:

@@ -902,22 +902,19 @@ def dice_vs_ce_scaling(
     tensors = [c.tensors(device=device, dtype=torch.float64) for c in cases]
     probs = torch.cat([p for p, _ in tensors])
     target = torch.cat([t for _, t in tensors])
-    out = losses_and_grads(names, probs, target, wrt=wrt, reduction="none",
-                           params={n: params.get(n, {}) for n in names})
+    from .engine import evaluate
+
+    out = evaluate(names, probs, target, grad=wrt, reduction="none", params={n: params.get(n, {}) for n in names})
     obj = np.stack([c.gt == 1 for c in cases])
     per_loss: dict[str, dict[str, np.ndarray]] = {}
     unavailable: dict[str, str] = {}
-    from .registry import compute  # local: values per sample
-
     for name in names:
         item = out[name]
         if isinstance(item, str):
-            unavailable[name] = item
+            unavailable[name] = item.removeprefix("n/a: ")
             continue
-        mag = item[1][:, 1].abs().to("cpu", torch.float64).numpy()
-        with torch.no_grad():
-            x = probs if wrt == "probs" else torch.softmax(torch.log(probs.clamp_min(EPS)), 1)
-            values = compute(name, x, target, reduction="none", **params.get(name, {}))
+        values, grad = item  # per-sample values (B,) and their summed gradient
+        mag = grad[:, 1].abs().to("cpu", torch.float64).numpy()
         flat, flat_obj = mag.reshape(len(cases), -1), obj.reshape(len(cases), -1)
         total = flat.sum(1)
         obj_sum = (flat * flat_obj).sum(1)

@@ -21,13 +21,9 @@ from ui.widgets import binary_view_picker
 
 KEY = "agr_"
 METHODS = {"spearman": "Spearman ρ", "kendall": "Kendall τ"}
-GROUPS = {
-    "metric-sensitive (Dice, IoU, Tversky, Lovász …)": (
-        "dice", "iou", "tversky", "generalized_dice", "focal_tversky", "asymmetric", "penalty_gdl",
-        "lovasz_softmax", "lovasz_hinge"),
-    "pixel-wise (CE, WCE, focal, TopK …)": ("ce", "wce", "topk", "focal", "dpce"),
-    "distance-based (boundary, Hausdorff DT)": ("boundary", "hausdorff_dt"),
-}
+#: Family means: every loss in its ``LossSpec.group`` (compound losses included).
+GROUPS = {title: tuple(n for n in sc.list_losses() if sc.get_loss(n).group == key)
+          for key, title in sc.registry.GROUPS.items()}
 
 
 # ----------------------------------------------------------------------------- cached numerics

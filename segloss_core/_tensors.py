@@ -16,11 +16,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from .limits import check_count, check_elements
+
 #: Clamp applied to probabilities inside logs and fractional powers (any dtype).
 EPS = 1e-7
-
-#: Largest voxels x classes handled in one tensor (about 1 GiB per float32 copy).
-MAX_ELEMENTS = 256 * 1024 * 1024
 
 
 def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
@@ -70,10 +69,7 @@ def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
             "need C >= 2 channels (background + foreground); for a binary probability map p use "
             "torch.cat([1 - p, p], dim=1)"
         )
-    if probs.numel() > MAX_ELEMENTS:
-        raise ValueError(
-            f"{probs.numel():,} voxels x classes exceed the limit of {MAX_ELEMENTS:,}; crop or downsample"
-        )
+    check_count(probs.numel(), lambda n, limit: f"{n:,} voxels x classes exceed the limit of {limit:,}; crop or downsample")
     if not probs.is_floating_point():
         probs = probs.to(torch.get_default_dtype())
     if target.dtype != probs.dtype:
@@ -214,8 +210,6 @@ def one_hot(labels, num_classes: int | None = None, *, dtype: torch.dtype = torc
     ``num_classes`` defaults to ``max(label) + 1`` (at least 2). Negative labels or labels
     ``>= num_classes`` raise ``ValueError``.
     """
-    from .limits import check_elements  # here: limits imports this module
-
     lab = as_tensor(labels)
     if lab.ndim >= 1:  # before any scan or allocation (the count is re-checked once C is known)
         check_elements(lab.shape[1:], max(2, num_classes or 2), what="one_hot", batch=lab.shape[0])

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._tensors import MAX_ELEMENTS
+from . import limits
 from .case import Case
 
 #: Largest input file (an upload or a CLI path), in bytes.
@@ -90,7 +90,6 @@ __all__ = [
     "MAX_VOXELS",
     "MAX_PIXELS_2D",
     "MAX_LABELS",
-    "MAX_ELEMENTS",
     "MAX_DECOMPRESSED_BYTES",
     "PROB_SUM_TOLERANCE",
     "detect_format",
@@ -201,10 +200,8 @@ def _check_declared(shape: tuple[int, ...], itemsize: int, compressed: bool) -> 
     n = math.prod(int(s) for s in shape)
     if n == 0:
         raise FileError(f"the array is empty (shape {_dims(shape) or '()'})")
-    if n > MAX_ELEMENTS:
-        raise FileError(
-            f"header declares {_dims(shape)} = {n:,} values; at most {MAX_ELEMENTS:,} (voxels x classes) supported"
-        )
+    limits.check_count(n, lambda n, limit: f"header declares {_dims(shape)} = {n:,} values; at most {limit:,} "
+                       "(voxels x classes) supported", FileError)
     if compressed and n * itemsize > MAX_DECOMPRESSED_BYTES:
         raise FileError(
             f"header declares {_mb(n * itemsize)} of data; at most {_mb(MAX_DECOMPRESSED_BYTES)} is decompressed"
@@ -212,11 +209,14 @@ def _check_declared(shape: tuple[int, ...], itemsize: int, compressed: bool) -> 
 
 
 def _check_elements(num_classes: int, voxels: int) -> None:
-    if num_classes * voxels > MAX_ELEMENTS:
-        raise FileError(
-            f"{voxels:,} voxels x {num_classes} classes = {num_classes * voxels:,} values; at most "
-            f"{MAX_ELEMENTS:,} fit in memory (crop, downsample or use fewer classes)"
-        )
+    limits.check_count(num_classes * voxels, lambda n, limit: f"{voxels:,} voxels x {num_classes} classes = {n:,} "
+                       f"values; at most {limit:,} fit in memory (crop, downsample or use fewer classes)", FileError)
+
+
+def __getattr__(name: str):
+    if name == "MAX_ELEMENTS":  # the live limit (segloss_core.limits.MAX_ELEMENTS), not a copy
+        return limits.max_elements()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _prefixed(name: str, err: FileError) -> FileError:

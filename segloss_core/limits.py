@@ -19,25 +19,41 @@ entry point                                     what is counted (against :data:`
 ==============================================  ==========================================================
 
 Landscapes and the bias / agreement sweeps then work in chunks bounded by
-``landscape.CHUNK_BYTES`` and ``bias.CHUNK_ELEMENTS``. The byte and size caps on files
+``landscape.CHUNK_BYTES`` and ``engine.CHUNK_ELEMENTS``. The byte and size caps on files
 (``io.MAX_UPLOAD_BYTES``, ``io.MAX_VOXELS``, ``io.MAX_PIXELS_2D``, ``io.MAX_DECOMPRESSED_BYTES``,
 ``io.MAX_LABELS``) live in :mod:`segloss_core.io`.
 
-The limit itself stays :data:`segloss_core._tensors.MAX_ELEMENTS` (read at call time, so a test can
-lower it with ``monkeypatch.setattr(segloss_core._tensors, "MAX_ELEMENTS", ...)``).
+The limit is :data:`MAX_ELEMENTS`, defined here only and read at call time (a test lowers it with
+``monkeypatch.setattr(segloss_core.limits, "MAX_ELEMENTS", ...)``); every check compares against it
+in :func:`check_count`, each entry point wording its own one-line message. This module imports
+nothing from the package (no import cycle).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
-from . import _tensors
+#: Largest voxels x classes (x batch) handled in one tensor (about 1 GiB per float32 copy).
+MAX_ELEMENTS = 256 * 1024 * 1024
 
 
 def max_elements() -> int:
     """The current limit on voxels x classes (x batch) held in one tensor."""
-    return int(_tensors.MAX_ELEMENTS)
+    return int(MAX_ELEMENTS)
+
+
+def check_count(count: int, message: Callable[[int, int], str], error: type[Exception] = ValueError) -> int:
+    """Raise ``error(message(count, limit))`` when ``count`` exceeds :func:`max_elements`; return
+    ``count`` otherwise. The one place where the element cap is compared.
+
+    >>> check_count(10, lambda n, limit: f"{n} > {limit}")
+    10
+    """
+    limit = max_elements()
+    if int(count) > limit:
+        raise error(message(int(count), limit))
+    return int(count)
 
 
 def _dims(shape: Iterable[int]) -> str:
@@ -56,18 +72,17 @@ def check_elements(
     """
     spatial_shape = tuple(int(s) for s in spatial_shape)
     count = int(batch) * int(num_classes) * math.prod(spatial_shape)
-    limit = max_elements()
-    if count > limit:
+
+    def message(count: int, limit: int) -> str:
         parts = [f"{_dims(spatial_shape)} voxels"]
         if num_classes != 1:
             parts.append(f"{int(num_classes)} classes")
         if batch != 1:
             parts.append(f"{int(batch)} predictions")
-        raise ValueError(
-            f"{what}: {' x '.join(parts)} = {count:,} values exceed the limit of {limit:,} "
-            f"(about {limit * 4 / 2**30:.0f} GiB per float32 copy); crop, downsample or use fewer classes"
-        )
-    return count
+        return (f"{what}: {' x '.join(parts)} = {count:,} values exceed the limit of {limit:,} "
+                f"(about {limit * 4 / 2**30:.0f} GiB per float32 copy); crop, downsample or use fewer classes")
+
+    return check_count(count, message)
 
 
-__all__ = ["check_elements", "max_elements"]
+__all__ = ["MAX_ELEMENTS", "check_count", "check_elements", "max_elements"]

@@ -29,6 +29,7 @@ from PIL import Image
 
 import segloss_core as sc
 from segloss_core import io as sio
+from segloss_core import limits
 
 RNG = np.random.default_rng(1234)
 
@@ -362,7 +363,7 @@ def test_upload_size_cap(monkeypatch):
 
 
 def test_voxels_times_classes_cap(monkeypatch):
-    monkeypatch.setattr(sio, "MAX_ELEMENTS", 64 * 64 * 3)
+    monkeypatch.setattr(limits, "MAX_ELEMENTS", 64 * 64 * 3)
     lab = (np.arange(64 * 64).reshape(64, 64) % 4).astype(np.uint8)
     with pytest.raises(sio.FileError, match=r"4,096 voxels x 4 classes = 16,384 values; at most 12,288"):
         sio.read_prediction(npy_bytes(lab))

@@ -2,7 +2,7 @@
 line, *before* allocating it.
 
 The example of the issue: a 512 x 512 x 300 volume with 10 classes is 786,432,000 values (3 GiB per
-float32 one-hot copy), above ``_tensors.MAX_ELEMENTS`` (268,435,456). The inputs here are stride-0
+float32 one-hot copy), above ``limits.MAX_ELEMENTS`` (268,435,456). The inputs here are stride-0
 views (``np.broadcast_to`` / ``Tensor.expand``) or headers, so the test itself allocates almost
 nothing; the peak resident memory of the process is checked not to grow by anything like 3 GiB.
 """
@@ -18,7 +18,7 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import _tensors, agreement, limits, perturb
+from segloss_core import agreement, limits, perturb
 from segloss_core import io as sio
 from segloss_core.landscape import landscape as landscape_fn
 from tests.test_io import nifti_header
@@ -60,12 +60,12 @@ def big_probs_t() -> torch.Tensor:
 
 
 def test_issue_example_exceeds_the_limit():
-    assert BIG_C * np.prod(BIG_SPATIAL) == BIG_VALUES > _tensors.MAX_ELEMENTS
-    assert limits.max_elements() == _tensors.MAX_ELEMENTS
+    assert BIG_C * np.prod(BIG_SPATIAL) == BIG_VALUES > limits.MAX_ELEMENTS
+    assert limits.max_elements() == limits.MAX_ELEMENTS
 
 
 def test_check_elements_message_and_boundary(monkeypatch):
-    monkeypatch.setattr(_tensors, "MAX_ELEMENTS", 1000)
+    monkeypatch.setattr(limits, "MAX_ELEMENTS", 1000)
     assert limits.check_elements((10, 50), 2, what="x") == 1000  # exactly at the limit: fine
     with pytest.raises(ValueError) as info:
         limits.check_elements((10, 50), 2, what="one_hot", batch=2)
@@ -99,7 +99,7 @@ def test_one_hot_refuses_before_allocating():
 
 
 def test_one_hot_limit_is_the_shared_knob(monkeypatch):
-    monkeypatch.setattr(_tensors, "MAX_ELEMENTS", 2 * 10 * 50)
+    monkeypatch.setattr(limits, "MAX_ELEMENTS", 2 * 10 * 50)
     assert sc.one_hot(torch.zeros(1, 10, 50, dtype=torch.long), 2).shape == (1, 2, 10, 50)
     with pytest.raises(ValueError, match="exceed the limit of 1,000"):
         sc.one_hot(torch.zeros(1, 10, 50, dtype=torch.long), 3)
@@ -132,7 +132,7 @@ def test_prediction_from_gt_refuses(monkeypatch):
     # labels 0..9 with the class count left to the function: refused after reading the labels
     small = np.zeros((40, 50, 50), np.int64)
     small[0, 0, 0] = 9
-    monkeypatch.setattr(_tensors, "MAX_ELEMENTS", 40 * 50 * 50 * 9)
+    monkeypatch.setattr(limits, "MAX_ELEMENTS", 40 * 50 * 50 * 9)
     with pytest.raises(ValueError, match=r"^prediction_from_gt: 40x50x50 voxels x 10 classes"):
         perturb.prediction_from_gt(small)
 

@@ -319,3 +319,43 @@ def test_vessel_what_if_line_numbers():
     assert f"raises Dice to {td:.3f} and lowers clDice to {tc:.3f}:" in text
     # what the sentence claims: noise moves clDice far more than Dice; thickening lowers clDice, raises Dice
     assert nc - bc > 4 * (nd - bd) > 0 and tc < bc and td > bd
+
+
+# ----------------------------------------------------------------------------------------------
+# every new loss through every analysis the pages run (the pages iterate the registry)
+# ----------------------------------------------------------------------------------------------
+
+NEW = ("mcc", "wasserstein_dice", "dice_focal", "generalized_dice_focal", "unified_focal", "log_hausdorff_dt",
+       "cldice", "dice_cldice")
+
+
+def test_new_losses_are_registered_with_monai_metadata():
+    for name in NEW:
+        spec = sc.get_loss(name)
+        assert spec.formula and spec.summary and "MONAI" in spec.fn.__doc__, name
+    assert {n for n in NEW if sc.get_loss(n).slow} == {"log_hausdorff_dt", "cldice", "dice_cldice"}
+    assert sc.get_loss("cldice").category == "topology" and sc.get_loss("unified_focal").binary_only
+    assert [n for n in sc.list_losses() if sc.get_loss(n).hard_targets_only] == ["wasserstein_dice"]
+
+
+def test_new_losses_work_in_every_analysis():
+    from segloss_core import agreement, bias, gradients, optimise
+    from segloss_core.landscape import landscape
+    from segloss_core.presets import make_case
+
+    case = make_case("vessel", size=64)
+    names = list(NEW)
+    grads = gradients.gradient_maps(case, names, device="cpu")
+    assert not grads.unavailable and all(np.isfinite(grads.results[n].grad).all() for n in names)
+    land = landscape(case, n=3, losses=names, device="cpu")
+    assert not land.unavailable and all(np.isfinite(land.losses[n]).all() for n in names)
+    curve = bias.size_curve(case, names, n=5)
+    assert all(np.isfinite(curve.values[n]).all() for n in names)
+    values = agreement.loss_values(agreement.population(case, 5), names)
+    assert all(np.isfinite(values[n]).all() for n in names)
+    run = optimise.optimise(case, optimise.Settings(losses=tuple(names), steps=3, max_side=32), device="cpu",
+                            band_model_points=0)
+    assert not run.unavailable and list(run.names) == names
+    multi = make_case("phantom", size=64)  # C = 5: the binary-only loss says why, the rest work
+    land = landscape(multi, n=2, losses=names, device="cpu")
+    assert set(land.unavailable) == {"unified_focal"} and "binary" in land.unavailable["unified_focal"]

@@ -64,6 +64,7 @@ MAX_BYTES = int(float(os.environ.get("SEGLOSS_CACHE_MB", "512")) * 2**20)
 """Pickled bytes kept for all cached functions together (env ``SEGLOSS_CACHE_MB``)."""
 DEFAULT_MAX_ENTRIES = 32
 WAIT_POLL_S = 0.2  # how often a waiting caller relays the computing caller's progress
+_now = time.monotonic  # the clock of the ttl
 
 
 # ----------------------------------------------------------------------------------------- keys
@@ -155,7 +156,7 @@ def key_of(*parts: Any) -> str:
 @dataclasses.dataclass
 class _Entry:
     blob: bytes
-    expires: float  # time.monotonic() deadline, inf without a ttl
+    expires: float  # _now() deadline, inf without a ttl
 
 
 class _Flight:
@@ -184,7 +185,7 @@ class _Store:
         entry = self.entries.get(k)
         if entry is None:
             return None
-        if entry.expires < time.monotonic():
+        if entry.expires < _now():
             self._drop(k)
             return None
         self.entries.move_to_end(k)
@@ -195,7 +196,7 @@ class _Store:
             return  # one value may not push out everything else
         if k in self.entries:
             self._drop(k)
-        self.entries[k] = _Entry(blob, time.monotonic() + ttl if ttl else float("inf"))
+        self.entries[k] = _Entry(blob, _now() + ttl if ttl else float("inf"))
         self.counts[k[0]] = self.counts.get(k[0], 0) + 1
         self.nbytes += len(blob)
         if self.counts[k[0]] > max_entries:

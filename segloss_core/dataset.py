@@ -400,8 +400,12 @@ def _dask(pairs, kw, address: str, jobs: int) -> Iterator[Outcome]:
         raise OSError(f"--dask {address}: cannot reach the scheduler ({_one_line(err)})") from None
     try:
         futures = client.map(evaluate_outcome, pairs, pure=False, worker=True, **kw)
+        case_of = {fut.key: pair.case for fut, pair in zip(futures, pairs, strict=True)}
         for fut in as_completed(futures):
-            yield fut.result()
+            try:
+                yield fut.result()
+            except Exception as err:  # noqa: BLE001 - a killed worker, a worker without segloss_core...
+                yield Outcome(case_of[fut.key], error=f"dask: {type(err).__name__}: {_one_line(err)}")
     finally:
         client.close()
         if cluster is not None:

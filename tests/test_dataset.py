@@ -351,7 +351,11 @@ def _run(pairs, **kw):
     return ds.evaluate_pairs(pairs, LOSSES, PARAMS, num_classes=C, **kw)
 
 
-def test_process_pool_and_dask_give_the_same_numbers(folder, tmp_path, capfd):
+def _boom(*args, **kwargs):
+    raise RuntimeError("boom")
+
+
+def test_process_pool_and_dask_give_the_same_numbers(folder, tmp_path, capfd, monkeypatch):
     """Serial, a process pool of 2, Dask in-process (by address) and a Dask LocalCluster of worker
     processes (through the CLI) agree to 1e-6 relative, skipping the same pairs."""
     from distributed import LocalCluster
@@ -367,10 +371,14 @@ def test_process_pool_and_dask_give_the_same_numbers(folder, tmp_path, capfd):
     try:
         with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
             inproc, dask_skipped = _run(pairs, dask=cluster.scheduler_address)
+            with monkeypatch.context() as m:  # a task that fails on the worker: one skipped case each
+                m.setattr(ds, "evaluate_outcome", _boom)
+                failed, failures = _run(pairs[:2], dask=cluster.scheduler_address)
     finally:
         torch.set_num_threads(threads)  # the in-process worker ran in this process
     assert_rows_equal(serial, inproc)
     assert dask_skipped == skipped
+    assert failed == [] and failures == [(p.case, "dask: RuntimeError: boom") for p in pairs[:2]]
 
     out_csv = tmp_path / "dask.csv"
     rc, _, err = call(capfd, "evaluate", "--gt-dir", labels, "--pred-dir", preds, "--out", out_csv,

@@ -15,12 +15,13 @@ axis. With a PNG/TIFF/NumPy label map (read ``(H, W)``, as nnU-Net's 2-D reader 
 singleton axis is dropped. If the shapes still differ the pair is refused with a one-line reason.
 
 Per case (:func:`evaluate_case`): every selected loss on the whole volume (batch of one, the one
-engine :func:`segloss_core.compute_all`, in float64: float32 sums over millions of voxels depend on
-the reduction order, i.e. on the thread count, at the 1e-4 level, so a process pool and a serial
-run would disagree; in float64 they agree to about 1e-15), and :func:`segloss_core.metrics` of the arg-max
-prediction with the label map's header spacing, per foreground class (``metric_dice_1``, ...) and
-as the mean over the foreground classes where defined (``metric_dice``, ...). An undefined value
-(a loss that does not apply, a metric of an empty class) is ``None``: an empty CSV cell.
+engine :func:`segloss_core.compute_all`) and :func:`segloss_core.metrics` of the arg-max prediction
+with the label map's header spacing, per foreground class (``metric_dice_1``, ...) and as the mean
+over the foreground classes where defined (``metric_dice``, ...). An undefined value (a loss that
+does not apply, a metric of an empty class) is ``None``: an empty CSV cell. Losses run in float64:
+in float32, sums over the 2 million voxels of a 128^3 case depend on the reduction order, i.e. on
+the torch thread count, by up to 1e-3 relative (MCC, soft Dice), so a process pool and a serial
+run would disagree; in float64 they agree to about 1e-15.
 
 Summary (:func:`summarise`): count, mean, median and sample standard deviation (``ddof=1``) of every
 column over the cases where it is defined; per loss, the Spearman and Kendall (tau-b) rank
@@ -33,6 +34,10 @@ worker at a time, one torch thread per worker), or on a Dask distributed cluster
 scheduler address, whose workers must see the same paths, or a local cluster of worker
 processes). Every runner calls the same :func:`evaluate_case`; only the order of completion
 differs, and rows are returned sorted by case id.
+
+Uploads (the app): :func:`read_results_csv` reads the CSV back (size, shape and number checks);
+:class:`ZipDataset` pairs the ``labels/`` and ``predictions/`` members of a zip the same way and
+reads each member in memory, capped on the bytes actually inflated.
 """
 
 from __future__ import annotations

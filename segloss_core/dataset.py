@@ -20,7 +20,7 @@ with the label map's header spacing, per foreground class (``metric_dice_1``, ..
 over the foreground classes where defined (``metric_dice``, ...). An undefined value (a loss that
 does not apply, a metric of an empty class) is ``None``: an empty CSV cell. Losses run in float64:
 in float32, sums over the 2 million voxels of a 128^3 case depend on the reduction order, i.e. on
-the torch thread count, by up to 1e-3 relative (MCC, soft Dice), so a process pool and a serial
+the torch thread count, by up to 3e-3 relative (MCC; soft Dice 4e-4), so a process pool and a serial
 run would disagree; in float64 they agree to about 1e-15.
 
 Summary (:func:`summarise`): count, mean, median and sample standard deviation (``ddof=1``) of every

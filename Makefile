@@ -17,7 +17,7 @@ $(VENV)/.dev-deps: requirements.txt requirements-dev.txt $(VENV)/.run-deps
 	touch $@
 
 run: $(VENV)/.run-deps
-	$(PY) -m streamlit run app.py --server.port $(PORT)
+	$(PY) -m ui.warm run app.py --server.port $(PORT)  # = streamlit run, after a warm-up (ui/warm.py)
 
 test: $(VENV)/.dev-deps
 	$(PY) -m ruff check .

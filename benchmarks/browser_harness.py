@@ -53,17 +53,20 @@ class Server:
 
 
 def server_command(port: int) -> list[str]:
-    """``streamlit run app.py`` as ``make run`` starts it, on ``port``, headless, loopback only."""
-    return [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), *SERVER_FLAGS]
+    """The app as ``make run`` starts it (``streamlit run app.py`` after the warm-up of ``ui.warm``;
+    ``SEGLOSS_NO_WARM=1`` skips it), on ``port``, headless, loopback only."""
+    return [sys.executable, "-m", "ui.warm", "run", "app.py", "--server.port", str(port), *SERVER_FLAGS]
 
 
-def start_server(env: dict | None = None, timeout_s: float = 180.0) -> Server:
-    """Start the app and wait until it accepts connections; ``RuntimeError`` with the log tail if not."""
+def start_server(env: dict | None = None, timeout_s: float = 180.0, prefix: tuple[str, ...] = ()) -> Server:
+    """Start the app and wait until it accepts connections; ``RuntimeError`` with the log tail if not.
+
+    ``prefix``: a command to run the server under (e.g. a profiler: ``("py-spy", "record", ..., "--")``)."""
     port = free_port()
     full_env = dict(os.environ, PYTHONUNBUFFERED="1", **(env or {}))
     log = tempfile.TemporaryFile()
     t0 = time.perf_counter()
-    proc = subprocess.Popen(server_command(port), cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen([*prefix, *server_command(port)], cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT)
     server = Server(proc, f"http://127.0.0.1:{port}", log)
     deadline = time.time() + timeout_s
     while True:
@@ -180,3 +183,11 @@ def settle_seconds(page, mark_ms: float, *, timeout_s: float = 180.0, quiet_ms: 
         return float("inf")
     since = page.evaluate("() => window.__segloss.since")
     return max(0.0, (since - mark_ms) / 1000.0)
+
+
+def script_done_seconds(page, mark_ms: float) -> float | None:
+    """Seconds from ``mark_ms`` until the last script run after it ended (``notRunning``): the rest of
+    :func:`settle_seconds` is the browser drawing what arrived. ``None`` if no run ended."""
+    t = page.evaluate("(m) => { const e = window.__segloss.events.filter(x => x.t >= m && x.s === 'notRunning');"
+                      " return e.length ? e[e.length - 1].t : null; }", mark_ms)
+    return None if t is None else max(0.0, (t - mark_ms) / 1000.0)

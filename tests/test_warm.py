@@ -1,0 +1,27 @@
+"""ui.warm: the modules a script imports at top level (what the warm start imports before serving)."""
+
+from ui.warm import script_imports
+
+
+def test_script_imports_lists_top_level_absolute_imports(tmp_path):
+    script = tmp_path / "page.py"
+    script.write_text(
+        "import json\n"
+        "import streamlit as st\n"
+        "from segloss_core import playground as pg\n"
+        "from segloss_core.plots.masks import case_figure\n"
+        "from . import sibling\n"
+        "def f():\n"
+        "    import scipy\n"
+    )
+    names = script_imports([script])
+    assert names[:2] == ["json", "streamlit"]
+    assert "segloss_core.playground" in names and "segloss_core.plots.masks" in names
+    assert "scipy" not in names, "imports inside functions stay lazy"
+    assert not any(n.startswith(".") or n == "sibling" for n in names), "relative imports are skipped"
+
+
+def test_script_imports_skips_unreadable_scripts(tmp_path):
+    bad = tmp_path / "bad.py"
+    bad.write_text("def (:\n")
+    assert script_imports([bad, tmp_path / "missing.py"]) == []

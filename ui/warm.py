@@ -1,0 +1,130 @@
+"""Warm start: ``python -m ui.warm run app.py [streamlit flags]`` is ``streamlit run app.py`` in a
+process that has already paid its one-off costs before the server accepts connections.
+
+Without it the first visitor of a fresh server waits for every import the app and its pages make
+(torch, scipy, plotly, segloss_core: about 3 s here) and for the first computations
+(plotly's lazily loaded trace validators, torch's first kernels, the live numbers quoted in the
+Playground's text). Here they happen first, in this process, so every later session finds them in
+``sys.modules`` and in the process-wide caches; ``st.cache_data`` is left to the app.
+
+Every step is best effort: a failure is logged in one line and the server starts anyway.
+``SEGLOSS_NO_WARM=1`` skips the warm-up (to compare).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _say(message: str) -> None:
+    print(f"segloss warm-up: {message}", file=sys.stderr, flush=True)
+
+
+def script_imports(paths) -> list[str]:
+    """Absolute module names imported at the top level of the given scripts (app.py, pages/*.py)."""
+    names: list[str] = []
+    for path in paths:
+        try:
+            tree = ast.parse(Path(path).read_text(), filename=str(path))
+        except (OSError, SyntaxError):
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                names += [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                names.append(node.module)
+                # "from pkg import sub" may name a submodule
+                names += [f"{node.module}.{a.name}" for a in node.names]
+    return list(dict.fromkeys(names))
+
+
+def warm_imports() -> int:
+    """Import what app.py and every page import; returns how many modules imported."""
+    import logging
+
+    # decorating an st.cache_data function outside a server logs "No runtime found" once per function
+    quiet = logging.getLogger("streamlit.runtime.caching.cache_data_api")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        return _import_all()
+    finally:
+        quiet.setLevel(level)
+
+
+def _import_all() -> int:
+    done = 0
+    for name in script_imports([ROOT / "app.py", *sorted((ROOT / "pages").glob("*.py"))]):
+        try:
+            importlib.import_module(name)
+            done += 1
+        except ImportError:
+            pass  # "from pkg import function": not a module
+        except Exception as err:  # noqa: BLE001 - best effort, the app reports its own failures
+            _say(f"import {name} failed: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+    return done
+
+
+def _plotly() -> None:
+    """Plotly loads each trace type's validators on first use; build one of each the app draws."""
+    import plotly.graph_objects as go
+
+    go.Figure([go.Heatmap(z=[[0.0, 1.0]]), go.Contour(z=[[0.0, 1.0], [1.0, 0.0]]), go.Scatter(x=[0], y=[0]),
+               go.Bar(x=[0], y=[0]), go.Image(z=[[[0, 0, 0]]]), go.Surface(z=[[0.0, 1.0], [1.0, 0.0]])]).to_json()
+
+
+def _default_case() -> None:
+    """The numbers and figures of the first page a visitor sees (default preset, Playground)."""
+    import torch
+
+    torch.set_num_threads(1)  # as app.py: one thread per server process
+    from segloss_core import metrics
+    from segloss_core import playground as pg
+    from segloss_core.plots.masks import case_figure
+    from segloss_core.presets import make_case
+
+    case = make_case()
+    pg.loss_values(case, {})
+    metrics(case.hard_prediction, case.gt, spacing=case.spacing)
+    imgs = pg.case_images(case)
+    case_figure(imgs["gt"], imgs["prediction"], imgs["overlay"], case.class_names, binary=case.is_binary).to_json()
+
+
+def _texts() -> None:
+    """Live numbers quoted in page texts (cached per process by segloss_core.claims)."""
+    from segloss_core import claims
+
+    if hasattr(claims, "what_if_text"):
+        claims.what_if_text()
+
+
+def warm() -> float:
+    """Run every warm-up step; returns the seconds it took."""
+    t0 = time.perf_counter()
+    steps = [("imports", warm_imports), ("plotly", _plotly), ("default case", _default_case), ("texts", _texts)]
+    for name, step in steps:
+        try:
+            step()
+        except Exception as err:  # noqa: BLE001 - best effort
+            _say(f"{name} skipped: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    if os.environ.get("SEGLOSS_NO_WARM") != "1":
+        _say(f"{warm():.1f} s before serving")
+    from streamlit.web import cli
+
+    sys.argv = ["streamlit", *sys.argv[1:]]
+    cli.main(prog_name="streamlit")
+
+
+if __name__ == "__main__":
+    main()

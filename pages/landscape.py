@@ -1,7 +1,8 @@
 """Loss landscapes: every loss over a grid of perturbations of the current prediction.
 
 Widgets and layout only: the numbers come from ``segloss_core.landscape`` and the figures from
-``segloss_core.plots.landscape``; results are cached (``ui.cache``) on the case and the settings. The whole landscape panel is an ``st.fragment``, so changing a control reruns only it.
+``segloss_core.plots.landscape``; results are cached (``ui.cache``) on the case and the settings.
+The whole landscape panel is an ``st.fragment``, so changing a control reruns only it.
 """
 
 from __future__ import annotations

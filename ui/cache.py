@@ -20,7 +20,8 @@ Behaviour:
 
 - **Single flight.** Concurrent calls with one key (sessions of one server are threads of one
   process) compute once: the first caller computes, the others wait and receive the same result;
-  different keys compute in parallel.
+  different keys compute in parallel. A waiting caller still stops or reruns when its session asks
+  to (Streamlit's yield check, as ``st.cache_data``'s own compute lock does).
 - **Copies.** The value is stored pickled; every hit unpickles its own copy (as ``st.cache_data``),
   so no session can change another's result.
 - **Errors are not cached.** A computation that raises leaves no entry: callers waiting on it get the
@@ -55,6 +56,7 @@ from typing import Any
 
 import numpy as np
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from segloss_core import Case
 
@@ -356,7 +358,11 @@ class CachedFunction:
     def _wait(self, flight: _Flight, progress) -> bool:
         """Wait for another caller's computation; ``True`` when it ended with a value or an exception."""
         shown = None
+        ctx = get_script_run_ctx(suppress_warning=True)
+        stop_check = getattr(ctx, "yield_check", None)  # lets this session stop or rerun while it waits
         while not flight.done.wait(WAIT_POLL_S):
+            if stop_check is not None:
+                stop_check()
             if progress is not None and flight.progress is not None and flight.progress is not shown:
                 shown = flight.progress
                 progress(*shown[0], **shown[1])

@@ -359,3 +359,33 @@ def test_new_losses_work_in_every_analysis():
     multi = make_case("phantom", size=64)  # C = 5: the binary-only loss says why, the rest work
     land = landscape(multi, n=2, losses=names, device="cpu")
     assert set(land.unavailable) == {"unified_focal"} and "binary" in land.unavailable["unified_focal"]
+
+
+def test_matrix_parameter_in_the_parameter_editor(app_test):
+    """The Playground's editor builds a text input for the matrix ParamSpec: bad text gives an inline
+    one-line error and changes nothing; a valid matrix reaches the loss table."""
+    from segloss_core.presets import make_case
+    from ui.session import PARAMS_KEY
+
+    at = app_test(query_params={"preset": "phantom", "size": "64"})
+    at.run()
+    at.selectbox(key="param_loss").set_value("wasserstein_dice").run()
+    assert not at.exception
+    key = "lp__wasserstein_dice__dist_matrix"
+    assert at.text_input(key=key).value == ""
+    at.text_input(key=key).input("0,1;1,0").run()  # 2 x 2 for 5 classes: valid matrix, n/a for this case
+    assert not at.exception
+    assert at.session_state[PARAMS_KEY]["wasserstein_dice"]["dist_matrix"] == ((0.0, 1.0), (1.0, 0.0))
+    frame = next(d.value for d in at.dataframe if "family" in d.value.columns)
+    note = frame.set_index("loss").loc[sc.get_loss("wasserstein_dice").title, "note"]
+    assert "dist_matrix is 2x2" in note
+    at.text_input(key=key).input("0,1;1").run()
+    assert not at.exception and any("square matrix" in e.value for e in at.error)
+    assert at.session_state[PARAMS_KEY]["wasserstein_dice"]["dist_matrix"] == ((0.0, 1.0), (1.0, 0.0))
+    m = ";".join(",".join("0" if i == j else str(1 + abs(i - j)) for j in range(5)) for i in range(5))
+    at.text_input(key=key).input(m).run()
+    assert not at.exception and not at.error
+    probs, target = make_case("phantom", size=64).tensors()
+    frame = next(d.value for d in at.dataframe if "family" in d.value.columns)
+    shown = frame.set_index("loss").loc[sc.get_loss("wasserstein_dice").title, "value"]
+    assert shown == pytest.approx(float(sc.compute("wasserstein_dice", probs, target, dist_matrix=m)), rel=1e-6)

@@ -37,16 +37,6 @@ def _empty():
     cache.clear_all()
 
 
-def _counting(func):
-    calls = []
-
-    def wrapper(*args, **kwargs):
-        calls.append(args)
-        return func(*args, **kwargs)
-
-    return wrapper, calls
-
-
 # ----------------------------------------------------------------------------------------- keys
 
 
@@ -103,6 +93,20 @@ def test_the_same_function_gets_the_same_cache_and_values_are_copies():
     again = cache.cached(table)(_case())
     assert again == {"sum": float(_case().gt.sum())}
     assert cache.cached(table).computations == 1
+
+
+def test_a_page_rerun_defining_its_function_anew_keeps_the_cache():
+    def define():  # what every run of a page script does
+        @cache.page_cache(max_entries=4)
+        def area(case):
+            return int(case.gt.sum())
+
+        return area
+
+    first, second = define(), define()
+    assert first is not second
+    assert first(_case()) == second(_case())
+    assert second.computations == 1
 
 
 # ----------------------------------------------------------------------------------------- single flight

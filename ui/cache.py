@@ -279,7 +279,6 @@ class CachedFunction:
         self.ignore = frozenset(ignore)
         self.signature = inspect.signature(func)
         self.relays_progress = "progress" in self.signature.parameters
-        self.computations = 0  # how many times func ran (for tests and benchmarks)
         self.__doc__ = func.__doc__
         self.__name__ = getattr(func, "__name__", "cached")
 
@@ -341,7 +340,8 @@ class CachedFunction:
 
             bound.arguments["progress"] = relay
         try:
-            self.computations += 1
+            with _functions_lock:
+                _runs[self.fid] = _runs.get(self.fid, 0) + 1
             value = self.func(*bound.args, **bound.kwargs)
             blob = _pickled(value, self.__name__)
         except Exception as err:
@@ -368,6 +368,11 @@ class CachedFunction:
                 progress(*shown[0], **shown[1])
         return flight.blob is not None or flight.error is not None
 
+    @property
+    def computations(self) -> int:
+        """How many times this function ran (a miss), over every definition of it (tests, benchmarks)."""
+        return _runs.get(self.fid, 0)
+
     def clear(self) -> None:
         _STORE.clear(self.fid)
 
@@ -377,6 +382,7 @@ class CachedFunction:
 
 
 _functions: dict[str, CachedFunction] = {}
+_runs: dict[str, int] = {}
 _functions_lock = threading.Lock()
 
 
@@ -394,10 +400,7 @@ def cached(func: Callable | None = None, *, max_entries: int = DEFAULT_MAX_ENTRI
     with _functions_lock:
         found = _functions.get(fid)
         if found is None or found.func is not func:
-            fresh = CachedFunction(func, max_entries=max_entries, ttl=ttl, ignore=ignore)
-            if found is not None:
-                fresh.computations = found.computations
-            found = _functions[fid] = fresh
+            found = _functions[fid] = CachedFunction(func, max_entries=max_entries, ttl=ttl, ignore=ignore)
         else:
             found.max_entries, found.ttl, found.ignore = max_entries, ttl, frozenset(ignore)
     return found

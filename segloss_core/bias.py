@@ -30,9 +30,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy import ndimage
 from scipy.special import expit, logit, xlogy
 
+from . import distance
 from ._tensors import EPS, check_pair, safe_log, spatial_dims
 from .case import Case
 from .engine import CHUNK_ELEMENTS, evaluate_batches
@@ -114,9 +114,7 @@ def signed_distance(mask: np.ndarray) -> np.ndarray:
         raise ValueError("the ground truth has no foreground pixel; this view needs an object")
     if mask.all():
         raise ValueError("the ground truth covers the whole image; there is no room to grow it")
-    inside = ndimage.distance_transform_edt(mask)
-    outside = ndimage.distance_transform_edt(~mask)
-    return np.where(mask, -(inside - 0.5), outside - 0.5)
+    return distance.signed_distance(mask, boundary="between")
 
 
 def _ramp_sizes(phi_sorted: np.ndarray, t: np.ndarray) -> np.ndarray:

@@ -168,11 +168,48 @@ def _edt_inside(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     return out
 
 
+#: Where the zero level of :func:`signed_distance` lies: ``(c_in, c_out)`` in
+#: ``phi = c_in - EDT_in`` inside, ``EDT_out - c_out`` outside.
+BOUNDARIES = {
+    "inner": (1.0, 0.0),  # Kervadec / MONAI: 0 on the object's inner ring of pixels, 1 on the outer ring
+    "between": (0.5, 0.5),  # half-way between pixel centres: phi < 0 exactly on the object
+}
+
+
+def signed_distance(mask, spacing=None, *, boundary: str = "inner") -> np.ndarray:
+    r"""Signed Euclidean distance of every pixel of one mask to the object's boundary, negative inside.
+
+    .. math::
+        \phi(i) = \begin{cases} c_{in} - \operatorname{EDT}_G(i) & i \in G \\
+        \operatorname{EDT}_{\bar G}(i) - c_{out} & i \notin G \end{cases}
+
+    with :math:`\operatorname{EDT}_G(i)` the distance from a pixel of :math:`G` to the nearest pixel
+    outside it (and :math:`\operatorname{EDT}_{\bar G}` the reverse), in ``spacing`` units.
+    ``boundary="inner"`` (:math:`c_{in} = 1, c_{out} = 0`): Kervadec's ``one_hot2dist`` and the
+    boundary loss's map (:func:`signed_distance_map`). ``boundary="between"`` (both 1/2): the
+    boundary half-way between pixel centres, so ``phi < 0`` exactly on ``G`` and ``{phi < t}``
+    grows concentrically with ``t`` (the region-size views and the perturbations).
+
+    The mask must hold both object and background pixels (``ValueError`` otherwise); callers decide
+    what an empty or full mask means (a zero map for the losses).
+
+    >>> signed_distance(np.array([[0, 1, 1, 1, 0]], bool), boundary="between").tolist()
+    [[0.5, -0.5, -1.5, -0.5, 0.5]]
+    """
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any() or mask.all():
+        raise ValueError("a signed distance needs both object and background pixels")
+    if boundary not in BOUNDARIES:
+        raise ValueError(f"boundary must be one of {list(BOUNDARIES)}, got {boundary!r}")
+    c_in, c_out = BOUNDARIES[boundary]
+    sp = normalize_spacing(spacing, mask.ndim)
+    inside = _edt_inside(mask, sp)
+    outside = _edt_inside(~mask, sp)
+    return np.where(mask, c_in - inside, outside - c_out)
+
+
 def _signed_one(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    # Kervadec one_hot2dist: EDT(~m) outside, -(EDT(m) - 1) inside
-    inside = _edt_inside(mask, spacing)
-    outside = _edt_inside(~mask, spacing)
-    return np.where(mask, 1.0 - inside, outside)
+    return signed_distance(mask, spacing, boundary="inner")
 
 
 def _unsigned_one(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
@@ -390,6 +427,7 @@ __all__ = [
     "clear_cache",
     "inner_boundary",
     "normalize_spacing",
+    "signed_distance",
     "signed_distance_map",
     "unsigned_distance_map",
 ]

@@ -58,6 +58,7 @@ from scipy import ndimage
 
 from ._tensors import EPS, one_hot, resolve_device
 from .case import Case
+from .distance import signed_distance
 from .engine import Plan
 from .perturb import channel_argmax
 from .registry import get_loss
@@ -272,16 +273,15 @@ def band_mask(gt: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
     """Pixels within ``width / 2`` px of the foreground / background boundary, both sides, and the
     object class each belongs to (its own inside, the nearest object pixel's outside).
 
-    Distances are signed like ``bias.signed_distance`` (the boundary half-way between pixel
+    Distances are :func:`segloss_core.distance.signed_distance` with ``boundary="between"`` (half-way between pixel
     centres): a band pixel has :math:`|\\phi| < w/2`, so ``width=6`` is 3 px inside and 3 px outside.
     """
     fg = np.asarray(gt) > 0
     if not fg.any() or fg.all():
         raise ValueError("the ambiguous band needs an object and some background (this ground truth has "
                          + ("no object)" if not fg.any() else "no background)"))
-    d_in = ndimage.distance_transform_edt(fg)
-    d_out, idx = ndimage.distance_transform_edt(~fg, return_indices=True)
-    phi = np.where(fg, -(d_in - 0.5), d_out - 0.5)
+    phi = signed_distance(fg, boundary="between")
+    idx = ndimage.distance_transform_edt(~fg, return_distances=False, return_indices=True)
     band = np.abs(phi) < width / 2.0
     nearest = np.asarray(gt)[idx[0], idx[1]]
     cls = np.where(fg, gt, nearest).astype(np.int64)

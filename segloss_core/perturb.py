@@ -128,18 +128,17 @@ def _big(shape) -> float:
 
 
 def signed_distance(mask: np.ndarray) -> np.ndarray:
-    """Signed distance map of a boolean mask (px): ``e_out - 1/2`` outside, ``-(e_in - 1/2)`` inside;
-    ``+BIG`` for an empty mask, ``-BIG`` for a full one (BIG = 4 * sum(shape) + 16)."""
-    from scipy.ndimage import distance_transform_edt
+    """Signed distance map of a boolean mask (px): ``e_out - 1/2`` outside, ``-(e_in - 1/2)`` inside
+    (:func:`segloss_core.distance.signed_distance` with ``boundary="between"``); ``+BIG`` for an
+    empty mask, ``-BIG`` for a full one (BIG = 4 * sum(shape) + 16)."""
+    from .distance import signed_distance as signed
 
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
         return np.full(mask.shape, _big(mask.shape))
     if mask.all():
         return np.full(mask.shape, -_big(mask.shape))
-    out = distance_transform_edt(~mask)
-    inside = distance_transform_edt(mask)
-    return np.where(mask, 0.5 - inside, out - 0.5)
+    return signed(mask, boundary="between")
 
 
 def far_point(occupied: np.ndarray) -> tuple[int, ...]:

@@ -124,13 +124,24 @@ def _analysis(rows: list[dict]) -> tuple[str, str]:
     return metric, method
 
 
+def _pick_from_scatter() -> None:
+    """A clicked point of the scatter becomes the picked case (a callback: runs before the rerun)."""
+    event = st.session_state.get(KEY + "scatter") or {}
+    points = (event.get("selection") or {}).get("points") or []
+    picked = [p.get("customdata") for p in points if isinstance(p.get("customdata"), str)]
+    if picked:
+        st.session_state[KEY + "case"] = picked[0]
+
+
 def _scatter_and_worst(rows: list[dict], metric: str, can_open: bool) -> str | None:
     losses = ds.loss_columns(ds.columns(rows))
     c1, c2 = st.columns(2)
     loss = c1.selectbox("Loss on the x axis", losses, key=KEY + "loss")
     cases = [str(r["case"]) for r in rows]
     chosen = c2.selectbox("Case", cases, key=KEY + "case", help="ringed in the scatter; open it on every page")
-    st.plotly_chart(pdp.loss_metric_scatter(rows, loss, metric, highlight=chosen), key=KEY + "scatter")
+    st.plotly_chart(pdp.loss_metric_scatter(rows, loss, metric, highlight=chosen), key=KEY + "scatter",
+                    on_select=_pick_from_scatter, selection_mode="points")
+    st.caption("Hover a point for its case; click one to pick it.")
     st.subheader(f"Worst {WORST} cases per loss")
     table = {f"{metric} (metric)": [f"{c} ({v:.3g})" for c, v in ds.worst_cases(rows, metric, WORST)]}
     for name in losses:

@@ -111,7 +111,16 @@ def test_zip_upload_evaluate_and_open_a_case(page, server, files):
     page.locator('[data-testid="stPlotlyChart"]').nth(1).scroll_into_view_if_needed()
     page.wait_for_timeout(500)
     page.screenshot(path=str(shots / "dataset_cases.png"))
-    page.get_by_role("button", name="Make case_00 the current case of every page").click()
+    # clicking a point of the scatter picks its case
+    point = page.locator('[data-testid="stPlotlyChart"]').nth(1).locator(".scatterlayer .trace").first.locator(
+        "path.point").nth(3)
+    point.scroll_into_view_if_needed()
+    box = point.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # plotly's drag layer is on top
+    wait_for_app(page)
+    button = page.get_by_role("button", name="the current case of every page")
+    expect(button).to_contain_text("case_03", timeout=RUN_TIMEOUT_MS)  # the 4th point: the 4th case
+    page.get_by_role("button", name="the current case of every page").click()
     wait_for_app(page)
     assert_clean(page, "after opening a case")
     sidebar = page.locator('[data-testid="stSidebar"]')

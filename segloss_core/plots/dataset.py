@@ -53,7 +53,7 @@ def loss_metric_scatter(rows: Sequence[dict], loss: str, metric_column: str, *,
            if r.get(loss) is not None and r.get(metric_column) is not None]
     xs, ys, ids = ([p[i] for p in pts] for i in range(3))
     fig = go.Figure(go.Scatter(
-        x=xs, y=ys, mode="markers", text=ids, name="cases",
+        x=xs, y=ys, mode="markers", text=ids, customdata=ids, name="cases",
         marker={"size": 8, "color": FAIR, "opacity": 0.8},
         hovertemplate=f"<b>%{{text}}</b><br>{loss} %{{x:.4g}}<br>{metric_column} %{{y:.4g}}<extra></extra>",
     ))

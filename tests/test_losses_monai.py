@@ -389,3 +389,38 @@ def test_matrix_parameter_in_the_parameter_editor(app_test):
     frame = next(d.value for d in at.dataframe if "family" in d.value.columns)
     shown = frame.set_index("loss").loc[sc.get_loss("wasserstein_dice").title, "value"]
     assert shown == pytest.approx(float(sc.compute("wasserstein_dice", probs, target, dist_matrix=m)), rel=1e-6)
+
+
+# ----------------------------------------------------------------------------------------------
+# docs/theory.md, M1-M5
+# ----------------------------------------------------------------------------------------------
+
+
+def test_m1_true_negatives_from_the_confusion_table():
+    from segloss_core.stats import soft_confusion
+
+    probs, target = make_pair((2, 3, 9, 11))
+    soft = 0.7 * target + 0.1
+    for g in (target, soft):
+        tn = ((1 - probs) * (1 - g)).flatten(2).sum(2)
+        conf = soft_confusion(probs, g)
+        close(conf.n_pixels - conf.tp - conf.fp - conf.fn, tn)
+
+
+def test_m2_binary_wasserstein_dice_is_foreground_dice():
+    probs, target = make_pair((2, 2, 14, 15))
+    close(sc.compute("wasserstein_dice", probs, target), sc.compute("dice", probs, target, include_background=False))
+    probs3, target3 = make_pair((2, 3, 14, 15))
+    assert float(sc.compute("wasserstein_dice", probs3, target3, dist_matrix="0,1,0.5;1,0,1;0.5,1,0")) <= float(
+        sc.compute("wasserstein_dice", probs3, target3))
+
+
+def test_m4_skeleton_of_binary_masks_and_m5_perfect_cldice():
+    from segloss_core.losses.topology import soft_skeleton
+
+    _, target = make_pair((2, 3, 16, 17))
+    skel = soft_skeleton(target, 3)
+    assert bool(((skel == 0) | (skel == 1)).all()) and bool((skel <= target).all())
+    assert float(soft_skeleton(torch.ones(1, 1, 6, 7, dtype=torch.float64)).abs().sum()) == 0.0
+    for s_hm in (1e-4, 0.3):
+        close(sc.compute("cldice", target, target, smooth_hm=s_hm), s_hm / (2 + s_hm), rtol=1e-9)  # 1 - x

@@ -35,13 +35,39 @@ def _pool(x: torch.Tensor):
     return F.max_pool2d if x.ndim == 4 else F.max_pool3d
 
 
+def _no_graph(x: torch.Tensor) -> bool:
+    return not (torch.is_grad_enabled() and x.requires_grad)
+
+
+def _neighbours(x: torch.Tensor, op, separable: bool) -> torch.Tensor:
+    """``op`` (``torch.minimum`` / ``torch.maximum``) of every pixel and its two neighbours along each
+    spatial axis, pixels outside the image taking no part. ``separable=False``: the neighbours of
+    the input only (a cross, 2d + 1 pixels); ``True``: axis after axis on the running result (the
+    3 x 3 (x 3) box). Shifted slices instead of pooling: min / max are exact, so the values equal
+    the pooling's; 2 elementwise passes per axis and no index tensor (pooling on the CPU keeps one)."""
+    out = x.clone()
+    src = x
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        if separable:
+            src = out.clone()
+        if n > 1:
+            lo, hi = out.narrow(axis, 0, n - 1), out.narrow(axis, 1, n - 1)
+            op(lo, src.narrow(axis, 1, n - 1), out=lo)
+            op(hi, src.narrow(axis, 0, n - 1), out=hi)
+    return out
+
+
 def soft_erode(x: torch.Tensor) -> torch.Tensor:
     """Soft erosion: the minimum over the 3-pixel line along each spatial axis (a cross), min over axes.
 
     Pixels outside the image do not take part (max pooling pads with ``-inf``), so a full image
-    stays full.
+    stays full. Without a graph to record (no gradient wanted) the same minima come from shifted
+    slices (:func:`_neighbours`), several times faster on 3-D volumes.
     """
     pool = _pool(x)
+    if _no_graph(x):
+        return _neighbours(x, torch.minimum, separable=False)
     nd = x.ndim - 2
     out = None
     for axis in range(nd):
@@ -53,8 +79,12 @@ def soft_erode(x: torch.Tensor) -> torch.Tensor:
 
 
 def soft_dilate(x: torch.Tensor) -> torch.Tensor:
-    """Soft dilation: the maximum over the 3 x 3 (x 3) neighbourhood."""
-    return _pool(x)(x, 3, 1, 1)
+    """Soft dilation: the maximum over the 3 x 3 (x 3) neighbourhood (separable: axis by axis, exact,
+    when no gradient is wanted)."""
+    pool = _pool(x)
+    if _no_graph(x):
+        return _neighbours(x, torch.maximum, separable=True)
+    return pool(x, 3, 1, 1)
 
 
 def soft_skeleton(x: torch.Tensor, iterations: int = 3) -> torch.Tensor:
@@ -132,7 +162,8 @@ def cldice_loss(
         one-pixel gap loses a little Dice but a whole skeleton segment. A perfect hard prediction
         has :math:`T_{prec} = T_{sens} = 1` and scores :math:`s_{hm} / (2 + s_{hm}) \approx 5 \cdot 10^{-5}`,
         not 0. With zero smoothing a ratio whose denominator vanishes counts as 1 (no skeleton:
-        nothing to miss) and a vanishing harmonic mean as clDice 0 (MONAI: NaN or Inf). Costs about ``4 (iterations + 1)`` pooling passes over the prediction (the target's
+        nothing to miss) and a vanishing harmonic mean as clDice 0 (MONAI: NaN or Inf). Costs
+        ``(d + 1) (iterations + 1)`` pooling passes over the prediction in ``d``-D (the target's
         skeleton is remembered per target tensor): far more than Dice, so the spec is ``slow``.
 
     Args:

@@ -109,6 +109,13 @@ def test_a_page_rerun_defining_its_function_anew_keeps_the_cache():
     assert second.computations == 1
 
 
+def test_functions_that_differ_only_in_what_they_call_get_their_own_caches():
+    calls = [lambda x: len(x), lambda x: sum(x)]  # one qualname, one bytecode, other names
+    assert cache.cached(calls[0])((1, 2)) == 2 and cache.cached(calls[1])((1, 2)) == 3
+    with pytest.raises(TypeError, match="defined with def or lambda"):
+        cache.cached(print)
+
+
 # ----------------------------------------------------------------------------------------- single flight
 
 

@@ -245,10 +245,11 @@ def _function_id(func: Callable) -> str:
     """The same for the same function across page reruns (a page script defines its functions anew on
     every run), different when its code changes."""
     code = getattr(func, "__code__", None)
-    where = f"{getattr(func, '__module__', '')}:{getattr(func, '__qualname__', repr(func))}"
-    if code is not None:
-        where += f"@{code.co_filename}:{hashlib.blake2b(code.co_code, digest_size=8).hexdigest()}"
-    return where
+    if code is None or not hasattr(func, "__qualname__"):
+        raise TypeError(f"cached() takes a function defined with def or lambda, not {type(func).__name__}")
+    consts = [c for c in code.co_consts if isinstance(c, (str, int, float, bytes, tuple, type(None)))]
+    body = hashlib.blake2b(code.co_code + repr((code.co_names, consts)).encode(), digest_size=8).hexdigest()
+    return f"{func.__module__}:{func.__qualname__}@{code.co_filename}:{body}"
 
 
 def _pickled(value: Any, name: str) -> bytes | None:

@@ -8,36 +8,36 @@ No Streamlit import anywhere in this package: the app in ``app.py`` / ``pages/``
 what these functions compute.
 """
 
+import types
+
+from . import landscape as _landscape_module
+from . import metrics as _metrics_module
 from ._tensors import EPS, as_tensor, binary_probs, one_hot, resolve_device, to_probs
 from .case import Case
-from .landscape import landscape, landscape_1d  # the functions win over the submodule name
-from .metrics import segmentation_metrics as segmentation_metrics  # load now: `def metrics` below must win
-from .registry import (
-    LossSpec,
-    ParamSpec,
-    compute,
-    compute_all,
-    get_loss,
-    list_losses,
-    loss_and_grad,
-    losses_and_grads,
-)
+from .engine import compute, compute_all, loss_and_grad, losses_and_grads
+from .landscape import landscape_1d
+from .metrics import segmentation_metrics as segmentation_metrics  # also sc.metrics(...)
+from .registry import LossSpec, ParamSpec, get_loss, list_losses
 from .stats import SoftConfusion, soft_confusion
 
 
-def metrics(pred, gt, spacing=None, **kwargs):
-    """Dice, Jaccard, precision, recall, HD, HD95, ASSD of a hard prediction vs a label map.
+class _CallableModule(types.ModuleType):
+    """A submodule that is also callable as its main function, so that a public function and the
+    submodule of the same name do not shadow each other: ``sc.metrics(pred, gt)`` calls
+    :func:`segloss_core.metrics.segmentation_metrics`, and ``sc.metrics`` stays the module
+    (``import segloss_core.metrics as m``, ``sc.metrics.confusion_counts`` work)."""
 
-    HD95 is the larger of the two directed 95th percentiles of the distances between surface voxel
-    centres, as MONAI's ``compute_hausdorff_distance(percentile=95)`` (medpy pools both directions
-    before one percentile; DeepMind's surface-distance weights surface elements by area: both can give
-    other numbers). ASSD is the mean of the distances of both directions pooled, as MONAI's
-    ``compute_average_surface_distance(symmetric=True)`` and medpy's ``assd`` from version 0.5.
-    See :func:`segloss_core.metrics.segmentation_metrics` and ``METRIC_DEFINITIONS`` there.
-    """
-    from .metrics import segmentation_metrics
+    def __call__(self, *args, **kwargs):
+        return getattr(self, self.__dict__["_call_"])(*args, **kwargs)
 
-    return segmentation_metrics(pred, gt, spacing=spacing, **kwargs)
+
+def _callable(module: types.ModuleType, function: str) -> None:
+    module.__class__ = _CallableModule
+    module._call_ = function
+
+
+_callable(_metrics_module, "segmentation_metrics")  # sc.metrics(pred, gt, spacing=None, ...)
+_callable(_landscape_module, "landscape")  # sc.landscape(pred, gt, x=..., y=..., n=...)
 
 
 __all__ = [

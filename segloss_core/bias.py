@@ -35,8 +35,8 @@ from scipy.special import expit, logit, xlogy
 from . import distance
 from ._tensors import EPS, check_pair, safe_log, spatial_dims
 from .case import Case
-from .engine import CHUNK_ELEMENTS, evaluate_batches
-from .registry import get_loss, list_losses, losses_and_grads
+from .engine import CHUNK_ELEMENTS, evaluate_batches, losses_and_grads
+from .registry import get_loss, list_losses
 
 #: The six losses the bias curves show by default.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 
 from .conventions import convention_params
+from .engine import compute
 from .metrics import segmentation_metrics
 from .presets import make_case
-from .registry import compute
 
 
 def _loss(case, name: str, params: dict | None = None) -> float:

@@ -298,7 +298,8 @@ def cmd_evaluate_folder(args) -> int:
 def cmd_evaluate(args) -> int:
     from . import io as sio
     from ._tensors import EPS
-    from .registry import compute_all, get_loss, list_losses
+    from .engine import compute_all
+    from .registry import get_loss, list_losses
 
     if _folder_mode(args):
         return cmd_evaluate_folder(args)

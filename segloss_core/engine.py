@@ -45,6 +45,7 @@ import numpy as np
 import torch
 
 from ._tensors import EPS, check_pair, reduce_samples, safe_log, tensor_memo
+from .registry import LossSpec, get_loss, list_losses
 from .stats import SoftConfusion, soft_confusion
 
 Value = torch.Tensor | str
@@ -53,12 +54,6 @@ Progress = Callable[[float, str], None]
 #: Floats per chunk when a long family of predictions is evaluated (:func:`evaluate_batches`): 2 MB
 #: of float32, so a loss's temporaries stay in cache and are recycled by the allocator.
 CHUNK_ELEMENTS = 1 << 19
-
-
-def _specs():
-    from .registry import get_loss  # the registry gathers the loss families, which import this package
-
-    return get_loss
 
 
 def binary_only_reason(name: str) -> str:
@@ -207,7 +202,6 @@ class Plan:
                  spacing=None, num_classes: int | None = None, on_error: str = "reason"):
         if on_error not in ("reason", "raise"):
             raise ValueError(f"on_error must be 'reason' or 'raise', got {on_error!r}")
-        get_loss = _specs()
         params = params or {}
         self.names = list(names)
         self.spacing, self.on_error = spacing, on_error
@@ -449,5 +443,103 @@ def evaluate_batches(
             for name in plan.names}
 
 
-__all__ = ["CHUNK_ELEMENTS", "Plan", "PixelView", "binary_only_reason", "evaluate", "evaluate_batches",
+# ----------------------------------------------------------------------------------------------
+# the public API (``segloss_core.compute`` ...)
+# ----------------------------------------------------------------------------------------------
+
+
+def _check_reduction(reduction: str) -> None:
+    if reduction not in ("mean", "sum", "none"):
+        reduce_samples(torch.zeros(1), reduction)  # raises reduce_samples' own message
+
+
+def _call(spec: LossSpec, probs, target, reduction, params, spacing):
+    kw = spec.resolve_params(params)
+    reason = target_reason(spec, target)
+    if reason is not None:
+        raise ValueError(reason)
+    if spec.uses_spacing:
+        kw["spacing"] = spacing
+    return spec.fn(probs, target, reduction=reduction, **kw)
+
+
+def compute(name: str, probs, target, reduction: str = "mean", *, spacing=None, **params) -> torch.Tensor:
+    """Value of loss ``name`` at ``probs`` (B, C, *spatial) against one-hot ``target``.
+
+    ``reduction="mean"`` (0-dim), ``"sum"``, or ``"none"``: shape ``(B,)``, each sample's loss as
+    if it were evaluated alone (for batch-pooled settings such as ``batch=True``, ``topk`` or
+    ``lovasz_softmax(per_image=False)`` the mean of these differs from the pooled value).
+    """
+    spec = get_loss(name)
+    probs, target = check_pair(probs, target)
+    _check_reduction(reduction)
+    return _call(spec, probs, target, reduction, params, spacing)
+
+
+def loss_and_grad(
+    name: str, probs, target, wrt: str = "probs", reduction: str = "mean", *, spacing=None, **params
+) -> tuple[float, torch.Tensor]:
+    """Loss value and its gradient, same shape as ``probs``.
+
+    ``wrt="probs"``: d loss / d probs at the given probabilities.
+    ``wrt="logits"``: d loss / d z with ``z = log(clamp(probs, EPS))``, the loss evaluated at
+    ``softmax(z)`` (equal to ``probs`` except where probs < EPS), so hard 0/1 predictions have
+    finite logit gradients; CE's is ``(softmax(z) - g) / N``.
+    """
+    out = losses_and_grads([name], probs, target, wrt=wrt, reduction=reduction, spacing=spacing,
+                           params={name: params}, raise_errors=True)
+    return out[name]
+
+
+def losses_and_grads(
+    names: Sequence[str],
+    probs,
+    target,
+    wrt: str = "probs",
+    reduction: str = "mean",
+    *,
+    spacing=None,
+    params: dict[str, dict[str, Any]] | None = None,
+    raise_errors: bool = False,
+) -> dict[str, tuple[float, torch.Tensor] | str]:
+    """``loss_and_grad`` for several losses on one validated input (one leaf, one graph per loss).
+
+    With ``raise_errors=False`` a loss that is undefined here (e.g. ``lovasz_hinge`` for C > 2)
+    maps to a one-line reason string instead of a ``(value, grad)`` pair.
+    """
+    if wrt not in ("probs", "logits"):
+        raise ValueError(f"wrt must be 'probs' or 'logits', got {wrt!r}")
+    probs, target = check_pair(probs, target)
+    _check_reduction(reduction)
+    out = evaluate(names, probs, target, params=params, spacing=spacing, reduction=reduction, grad=wrt,
+                   on_error="raise" if raise_errors else "reason", validate=False)
+    return {name: v.removeprefix("n/a: ") if isinstance(v, str) else (float(v[0].sum()), v[1])
+            for name, v in out.items()}
+
+
+def compute_all(
+    probs,
+    target,
+    names: Sequence[str] | None = None,
+    *,
+    params: dict[str, dict[str, Any]] | None = None,
+    spacing=None,
+    reduction: str = "mean",
+) -> dict[str, float | list[float] | str]:
+    """Every registered loss (or ``names``) at once: ``{name: value}`` or ``{name: "n/a: reason"}``.
+
+    ``reduction="none"`` gives each loss's per-sample values as a list of ``B`` floats. Shared work
+    (one soft TP/FP/FN table per ``soft_label`` setting, per-pixel terms) is done once:
+    :mod:`segloss_core.engine`.
+    """
+    probs, target = check_pair(probs, target)
+    _check_reduction(reduction)
+    out = evaluate(names or list_losses(), probs, target, params=params, spacing=spacing, reduction=reduction,
+                   validate=False)
+    return {name: v if isinstance(v, str) else (v.tolist() if reduction == "none" else float(v))
+            for name, v in out.items()}
+
+
+__all__ = ["CHUNK_ELEMENTS", "Plan", "PixelView", "binary_only_reason", "compute", "compute_all", "evaluate",
+           "evaluate_batches", "loss_and_grad", "losses_and_grads",
            "is_one_hot", "shared_confusion", "target_reason"]

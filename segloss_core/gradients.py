@@ -31,7 +31,8 @@ from scipy import ndimage
 
 from ._tensors import EPS
 from .case import Case
-from .registry import get_loss, list_losses, losses_and_grads
+from .engine import evaluate, losses_and_grads
+from .registry import get_loss, list_losses
 
 GROUPS = ("inside", "outside", "boundary")
 DEFAULT_BOUNDARY_PX = 2
@@ -902,8 +903,6 @@ def dice_vs_ce_scaling(
     tensors = [c.tensors(device=device, dtype=torch.float64) for c in cases]
     probs = torch.cat([p for p, _ in tensors])
     target = torch.cat([t for _, t in tensors])
-    from .engine import evaluate
-
     out = evaluate(names, probs, target, grad=wrt, reduction="none", params={n: params.get(n, {}) for n in names})
     obj = np.stack([c.gt == 1 for c in cases])
     per_loss: dict[str, dict[str, np.ndarray]] = {}

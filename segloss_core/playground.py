@@ -16,7 +16,8 @@ import torch
 
 from ._tensors import EPS, one_hot
 from .case import Case
-from .registry import compute_all, get_loss, list_losses
+from .engine import compute_all
+from .registry import get_loss, list_losses
 
 #: Overlay codes: true negative, true positive, false positive, false negative, wrong class
 #: (a foreground pixel given another foreground class: FN for one class and FP for the other).

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from .case import Case
-from .registry import ParamSpec
+from .spec import ParamSpec, resolve_params
 
 SIZE_RANGE = (64, 512)
 DEFAULT_SIZE = 256
@@ -75,13 +75,8 @@ class Preset:
         return {k: p.default for k, p in self.params.items()}
 
     def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        out = self.defaults
-        for k, v in (params or {}).items():
-            if k not in self.params:
-                known = ", ".join(self.params) or "none"
-                raise ValueError(f"preset {self.name!r} has no parameter {k!r} (known: {known})")
-            out[k] = self.params[k].validate(k, v)
-        return out
+        """Defaults updated with ``params`` (the losses' rules: :func:`segloss_core.spec.resolve_params`)."""
+        return resolve_params(self.params, params, f"preset {self.name!r}")
 
     def build(self, size: int = DEFAULT_SIZE, **params) -> tuple[np.ndarray, tuple[str, ...]]:
         """``(gt, class_names)``: int64 label map ``(size, size)`` and the class names."""

@@ -196,10 +196,20 @@ class LossSpec:
 
     def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
         """Defaults updated with ``params``; unknown names and bad values raise ``ValueError``."""
-        out = self.defaults
-        for k, v in (params or {}).items():
-            if k not in self.params:
-                known = ", ".join(self.params) or "none"
-                raise ValueError(f"loss {self.name!r} has no parameter {k!r} (known: {known})")
-            out[k] = self.params[k].validate(k, v)
-        return out
+        return resolve_params(self.params, params, f"loss {self.name!r}")
+
+
+def resolve_params(specs: dict[str, ParamSpec], params: dict[str, Any] | None, owner: str) -> dict[str, Any]:
+    """Defaults of ``specs`` updated with ``params`` (each validated by its ``ParamSpec``); an unknown
+    name or a bad value raises a one-line ``ValueError`` naming ``owner`` (``"loss 'dice'"``).
+
+    >>> resolve_params({"k": ParamSpec(2.0, "float", "k", range=(0, 5))}, {"k": 3}, "loss 'x'")
+    {'k': 3.0}
+    """
+    out = {k: p.default for k, p in specs.items()}
+    for k, v in (params or {}).items():
+        if k not in specs:
+            known = ", ".join(specs) or "none"
+            raise ValueError(f"{owner} has no parameter {k!r} (known: {known})")
+        out[k] = specs[k].validate(k, v)
+    return out

@@ -247,7 +247,7 @@ def test_internal_error_is_one_line_exit_1(capfd, binary_pair, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("segloss_core.registry.compute_all", boom)
+    monkeypatch.setattr("segloss_core.engine.compute_all", boom)
     rc, out, err = call(capfd, "evaluate", "--gt", str(gt_path), "--pred", str(pred_path))
     line = assert_one_line_error(rc, out, err, code=1)
     assert line == "error: internal error: RuntimeError: boom"

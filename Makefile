@@ -21,6 +21,7 @@ run: $(VENV)/.run-deps
 
 test: $(VENV)/.dev-deps
 	$(PY) -m ruff check .
+	$(PY) -m pytest -q -p no:cacheprovider --doctest-modules segloss_core
 	$(PY) -m pytest -n 2 --dist loadgroup -q tests
 
 bench: $(VENV)/.dev-deps

@@ -337,8 +337,34 @@ def landscape_rows() -> None:
 
 
 def _cpu_seconds(pid: int) -> float:
+    """CPU seconds of a process, its threads and its waited-for children (``/proc/<pid>/stat``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants_cpu(root: int, exclude: int) -> float:
+    """CPU seconds of every process below ``root`` except the subtree of ``exclude`` (the browsers)."""
+    parent: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parent[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    total = 0.0
+    for pid in parent:
+        p, inside = pid, False
+        while p in parent and p not in (root, exclude, 0, 1):
+            p = parent[p]
+        inside = p == root and pid != root
+        if inside:
+            try:
+                total += _cpu_seconds(pid)
+            except OSError:
+                pass
+    return total
+
+
+SERVER_PID = [0]
 
 
 async def _session(browser, url: str, delay: float, times: list, errors: list, ident: str) -> None:
@@ -388,10 +414,12 @@ async def _sessions(url: str, queries: list[str], spread_s: float):
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
         n = len(queries)
+        before = _descendants_cpu(os.getpid(), SERVER_PID[0])
         await asyncio.gather(*(_session(browser, f"{url}/{q}", spread_s * i / max(1, n - 1), times, errors, f"#{i}")
                                for i, q in enumerate(queries)))
+        client = _descendants_cpu(os.getpid(), SERVER_PID[0]) - before
         await browser.close()
-    return times, errors
+    return times, errors, client
 
 
 def sessions_rows(n: int = 20, spread_s: float = 10.0) -> None:
@@ -404,9 +432,10 @@ def sessions_rows(n: int = 20, spread_s: float = 10.0) -> None:
     }
     for label, queries in variants.items():
         server = start_server()
+        SERVER_PID[0] = server.proc.pid
         try:
             cpu0, t0 = _cpu_seconds(server.proc.pid), time.perf_counter()
-            times, errors = asyncio.run(_sessions(server.url, queries, spread_s))
+            times, errors, client = asyncio.run(_sessions(server.url, queries, spread_s))
             wall, cpu = time.perf_counter() - t0, _cpu_seconds(server.proc.pid) - cpu0
         finally:
             stop_server(server)
@@ -415,7 +444,8 @@ def sessions_rows(n: int = 20, spread_s: float = 10.0) -> None:
         p50 = statistics.median(done) if done else None
         p95 = done[min(len(done) - 1, int(round(0.95 * (len(done) - 1))))] if done else None
         note = (f"{opens} page opens, {len(errors)} errors" + (f" ({errors[0]})" if errors else "")
-                + f"; all done after {wall:.0f} s; server {cpu / max(1, opens):.2f} CPU-s per page open")
+                + f"; all done after {wall:.0f} s; server {cpu / max(1, opens):.2f} CPU-s per page open, "
+                f"browsers {client / max(1, opens):.2f} CPU-s per page open")
         report("sessions", f"{n} sessions, {label}: page p50", None, p50, note=note)
         report("sessions", f"{n} sessions, {label}: page p95", 5.0 if label == "shared case" else 15.0,
                p95 if not errors else None, note=note)

@@ -25,3 +25,11 @@ def test_script_imports_skips_unreadable_scripts(tmp_path):
     bad = tmp_path / "bad.py"
     bad.write_text("def (:\n")
     assert script_imports([bad, tmp_path / "missing.py"]) == []
+
+
+def test_app_pages_are_the_navigation_scripts():
+    from ui.warm import ROOT, app_pages
+
+    pages = app_pages()
+    assert pages and pages[0] == "pages/playground.py", "the default page is warmed first"
+    assert all((ROOT / p).is_file() for p in pages)

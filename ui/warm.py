@@ -5,7 +5,10 @@ Without it the first visitor of a fresh server waits for every import the app an
 (torch, scipy, plotly, segloss_core: about 3 s here) and for the first computations
 (plotly's lazily loaded trace validators, torch's first kernels, the live numbers quoted in the
 Playground's text). Here they happen first, in this process, so every later session finds them in
-``sys.modules`` and in the process-wide caches; ``st.cache_data`` is left to the app.
+``sys.modules`` and in the process-wide caches. Then, for up to ``PAGES_BUDGET_S`` seconds, each
+page runs once at its defaults (``AppTest``, in this process): ``st.cache_data`` is shared by all
+sessions of a server, so a visitor opening a page on the default case finds it computed. Any
+other case (a moved slider, an upload) is computed when asked, as before.
 
 Every step is best effort: a failure is logged in one line and the server starts anyway.
 ``SEGLOSS_NO_WARM=1`` skips the warm-up (to compare).
@@ -16,11 +19,15 @@ from __future__ import annotations
 import ast
 import importlib
 import os
+import re
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: seconds of warm-up after which no further page is started (:func:`warm_pages`), counted from the
+#: start of the warm-up; ``SEGLOSS_WARM_PAGES_S`` overrides, 0 skips the pages
+PAGES_BUDGET_S = 10.0
 
 
 def _say(message: str) -> None:
@@ -105,10 +112,54 @@ def _texts() -> None:
         claims.what_if_text()
 
 
-def warm() -> float:
+def app_pages() -> list[str]:
+    """Page scripts of app.py's ``st.navigation``, in its order (``pages/playground.py``, ...)."""
+    return re.findall(r"""st\.Page\(\s*["']([^"']+\.py)["']""", (ROOT / "app.py").read_text())
+
+
+def warm_pages(budget_s: float) -> list[str]:
+    """Run each page once at its defaults (``AppTest``, in this process) while the time lasts.
+
+    ``st.cache_data`` is shared by every session of a server process, so what a page computes for
+    the default case (and its case-independent figures) is then ready for the first visitors. A
+    page is started only while ``budget_s`` is not used up; returns the pages run."""
+    import logging
+
+    from streamlit.runtime.pages_manager import PagesManager
+    from streamlit.testing.v1 import AppTest
+
+    original_init = PagesManager.__init__
+
+    def init_without_legacy_pages(self, *args, **kwargs):  # as st.navigation does in a served app
+        original_init(self, *args, **kwargs)
+        PagesManager.uses_pages_directory = False
+
+    done: list[str] = []
+    t0 = time.perf_counter()
+    PagesManager.__init__ = init_without_legacy_pages
+    logging.disable(logging.WARNING)  # "No runtime found" / "missing ScriptRunContext" outside a server
+    try:
+        for page in app_pages():
+            if time.perf_counter() - t0 >= budget_s:
+                break
+            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=max(30.0, budget_s))
+            at.switch_page(page)
+            at.run()
+            done.append(Path(page).stem + ("" if not at.exception else " (failed)"))
+    finally:
+        logging.disable(logging.NOTSET)
+        PagesManager.__init__ = original_init
+        PagesManager.uses_pages_directory = None
+    return done
+
+
+def warm(pages_budget_s: float = 0.0) -> float:
     """Run every warm-up step; returns the seconds it took."""
     t0 = time.perf_counter()
     steps = [("imports", warm_imports), ("plotly", _plotly), ("default case", _default_case), ("texts", _texts)]
+    if pages_budget_s > 0:  # the budget counts the whole warm-up, so slow imports leave less for pages
+        steps.append(("pages", lambda: _say("pages at their defaults: " + ", ".join(
+            warm_pages(pages_budget_s - (time.perf_counter() - t0))))))
     for name, step in steps:
         try:
             step()
@@ -119,7 +170,8 @@ def warm() -> float:
 
 def main() -> None:
     if os.environ.get("SEGLOSS_NO_WARM") != "1":
-        _say(f"{warm():.1f} s before serving")
+        budget = float(os.environ.get("SEGLOSS_WARM_PAGES_S", PAGES_BUDGET_S))
+        _say(f"{warm(budget):.1f} s before serving")
     from streamlit.web import cli
 
     sys.argv = ["streamlit", *sys.argv[1:]]

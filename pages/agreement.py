@@ -21,6 +21,8 @@ from ui.widgets import binary_view_picker
 
 KEY = "agr_"
 METHODS = {"spearman": "Spearman ρ", "kendall": "Kendall τ"}
+SIDES = (64, 128, 256)
+WORKING_SIDE = 128  # the default working resolution (longer side, px)
 #: Family means: every loss in its ``LossSpec.group`` (compound losses included).
 GROUPS = {title: tuple(n for n in sc.list_losses() if sc.get_loss(n).group == key)
           for key, title in sc.registry.GROUPS.items()}
@@ -29,39 +31,44 @@ GROUPS = {title: tuple(n for n in sc.list_losses() if sc.get_loss(n).group == ke
 # ----------------------------------------------------------------------------- cached numerics
 
 
-# every function takes the population's settings first: (case, fg_class, n, seed, strength)
+# every function takes the population's settings first: (case, fg_class, n, seed, strength, max_side)
 
 
 @page_cache(max_entries=4)
-def _population(case, fg_class, n, seed, strength) -> ag.Population:
-    return ag.population(case, n=n, seed=seed, strength=strength, foreground_class=fg_class)
+def _population(case, fg_class, n, seed, strength, max_side) -> ag.Population:
+    return ag.population(case, n=n, seed=seed, strength=strength, foreground_class=fg_class, max_side=max_side)
 
 
 @page_cache(max_entries=64)
-def _values(case, fg_class, n, seed, strength, names, hard, params):
-    pop = _population(case, fg_class, n, seed, strength)
+def _values(case, fg_class, n, seed, strength, max_side, names, hard, params):
+    pop = _population(case, fg_class, n, seed, strength, max_side)
     return ag.loss_values(pop, list(names), params=params, hard=hard)
 
 
 @page_cache(max_entries=16)
-def _metrics(case, fg_class, n, seed, strength):
-    pop = _population(case, fg_class, n, seed, strength)
+def _metrics(case, fg_class, n, seed, strength, max_side):
+    pop = _population(case, fg_class, n, seed, strength, max_side)
     return ag.hard_metrics(pop.hard(), pop.gt, pop.spacing)
 
 
 @page_cache(max_entries=16)
-def _dice_jaccard(case, fg_class, n, seed, strength) -> ag.DiceJaccard:
-    return ag.dice_jaccard(_population(case, fg_class, n, seed, strength))
+def _dice_jaccard(case, fg_class, n, seed, strength, max_side) -> ag.DiceJaccard:
+    return ag.dice_jaccard(_population(case, fg_class, n, seed, strength, max_side))
 
 
 @page_cache(max_entries=16)
-def _wce(case, fg_class, n, seed, strength, metric, hard, lovasz_params: dict) -> ag.WceSweep:
-    settings = (case, fg_class, n, seed, strength)
-    p = {"lovasz_softmax": lovasz_params} if lovasz_params else {}
-    lovasz = _values(*settings, ("lovasz_softmax",), hard, p)["lovasz_softmax"]
-    given = {} if isinstance(lovasz, str) else {"lovasz_softmax": lovasz}
+def _wce(case, fg_class, n, seed, strength, max_side, metric, hard, lovasz_params: dict | None) -> ag.WceSweep:
+    """``lovasz_params=None``: no Lovász reference (a slow loss)."""
+    settings = (case, fg_class, n, seed, strength, max_side)
+    given, refs = {}, ("dice", "ce")
+    if lovasz_params is not None:
+        p = {"lovasz_softmax": lovasz_params} if lovasz_params else {}
+        lovasz = _values(*settings, ("lovasz_softmax",), hard, p)["lovasz_softmax"]
+        given = {} if isinstance(lovasz, str) else {"lovasz_softmax": lovasz}
+        refs = ("dice", "lovasz_softmax", "ce")
     return ag.wce_sweep(_population(*settings), metric=metric, metrics=_metrics(*settings), hard=hard,
-                        reference_values=given, reference_params={"dice": ag.EXACT_SOFT, "lovasz_softmax": lovasz_params})
+                        references=refs, reference_values=given,
+                        reference_params={"dice": ag.EXACT_SOFT, "lovasz_softmax": lovasz_params or {}})
 
 
 # ----------------------------------------------------------------------------- panels
@@ -105,7 +112,7 @@ def exact_dice(agr, metric, method) -> str:
 
 
 @st.fragment
-def ranking_panel(case, settings, hard, params, titles):
+def ranking_panel(case, settings, hard, params, titles, with_slow):
     with panel("the rank agreement"):
         cols = st.columns([2, 2, 3])
         metric = cols[0].radio("Metric", list(ag.METRICS), horizontal=True, key=KEY + "metric")
@@ -115,17 +122,21 @@ def ranking_panel(case, settings, hard, params, titles):
         fast = tuple(n for n in names if n not in bias.SLOW_LOSSES)
         slow = [n for n in names if n in bias.SLOW_LOSSES]
         values = dict(_values(*settings, fast, hard, {k: params[k] for k in fast if k in params}))
-        bar = st.progress(0.0, text="Slower losses…")
-        for i, name in enumerate(slow):
-            bar.progress(i / len(slow), text=f"Computing {titles[name]} over the population ({i + 1} of {len(slow)})…")
-            p = {name: params[name]} if name in params else {}
-            values.update(_values(*settings, (name,), hard, p))
-        bar.empty()
+        if with_slow and slow:
+            bar = st.progress(0.0, text="Slower losses…")
+            for i, name in enumerate(slow):
+                bar.progress(i / len(slow), text=f"Computing {titles[name]} over the population "
+                                                 f"({i + 1} of {len(slow)})…")
+                p = {name: params[name]} if name in params else {}
+                values.update(_values(*settings, (name,), hard, p))
+            bar.empty()
         agr = ag.agreement_from_values(values, _metrics(*settings), params=params, hard=hard)
         st.plotly_chart(pa.rank_bars_figure(agr, metric, method), width="stretch", key=KEY + "bars")
         unavailable = {k: v for k, v in agr.values.items() if isinstance(v, str)}
         if unavailable:
             st.caption("Not shown: " + "; ".join(f"{titles[k]}: {v}" for k, v in unavailable.items()))
+        if slow and not with_slow:
+            st.caption(f"Left out until *Include the slow losses* is on: {', '.join(titles[k] for k in slow)}.")
         ranked = [(k, v) for k, v in agr.ranking(metric, method) if math.isfinite(v)]
         top = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[:3])
         bottom = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[-3:])
@@ -154,10 +165,10 @@ def ranking_panel(case, settings, hard, params, titles):
 
 
 @st.fragment
-def wce_panel(case, settings, hard, params):
+def wce_panel(case, settings, hard, params, with_slow):
     with panel("the weighted-CE sweep"):
         metric = st.radio("Agree with", ["1 - Dice", "1 - Jaccard"], horizontal=True, key=KEY + "wce_metric")
-        sweep = _wce(*settings, metric, hard, dict(params.get("lovasz_softmax", {})))
+        sweep = _wce(*settings, metric, hard, dict(params.get("lovasz_softmax", {})) if with_slow else None)
         st.plotly_chart(pa.wce_sweep_figure(sweep), width="stretch", key=KEY + "wce_fig")
         w, best = sweep.best
         refs = {k: v["spearman"] for k, v in sweep.reference.items()}
@@ -170,8 +181,9 @@ def wce_panel(case, settings, hard, params):
         st.markdown(
             f"**What it shows.** Sweeping the foreground weight of weighted CE from 10⁻³ to 10⁴, the best rank "
             f"agreement with {metric} any weight reaches is ρ = {best:.3f} (at w = {w:.3g}), "
-            f"{versus('soft Dice (fg only, linear, no smoothing)', dice)} and {versus('Lovász-Softmax', lovasz)}. "
-            "Eelbode et al.'s theorem is a statement about all images at once: no fixed weighting of a "
+            f"{versus('soft Dice (fg only, linear, no smoothing)', dice)}"
+            + (f" and {versus('Lovász-Softmax', lovasz)}. " if math.isfinite(lovasz) else ". ")
+            + "Eelbode et al.'s theorem is a statement about all images at once: no fixed weighting of a "
             "per-pixel (Hamming-type) loss stays within a constant factor of Dice, because Dice normalises "
             "each image by |G| + |S| while a weighted sum over pixels cannot (docs/theory.md, A6). On one "
             "population a weight tuned to it can rank as well as Dice, or better; the best weight then moves "
@@ -201,13 +213,25 @@ seed = int(cols[1].number_input("Seed", 0, 10_000, 0, key=KEY + "seed"))
 strength = cols[2].slider("Perturbation strength", 0.25, 2.0, 1.0, 0.25, key=KEY + "strength")
 hard = cols[3].toggle("Losses see arg-max masks", value=False, key=KEY + "hard",
                       help="Off: the losses see the soft perturbed predictions; the metrics always use the arg-max.")
-st.caption("The population: the current prediction perturbed at random (seeded) by dilation/erosion, shifts, "
-           "confidence scaling, a false-positive blob, a dropped part and logit noise, each active with "
-           "probability 0.6 and scaled to the object's size, in one batched call of segloss_core.perturb.apply.")
+cols = st.columns(4)
+side = max(mask.shape)
+sides = tuple(s for s in SIDES if s < side) + (side,)
+max_side = cols[0].select_slider(
+    "Working resolution (longer side, px)", sides, value=min(sides, key=lambda s: abs(s - WORKING_SIDE)),
+    key=KEY + "max_side", help="The binary view is reduced by area averaging before it is perturbed: every cost "
+                               "(each prediction, each loss, HD95) grows with the pixel count.")
+slow_names = [sc.get_loss(k).title for k in sc.list_losses() if k in bias.SLOW_LOSSES]
+with_slow = cols[1].toggle("Include the slow losses", value=False, key=KEY + "slow",
+                           help="Losses that sort, skeletonise or take distance maps per prediction ("
+                                + ", ".join(slow_names) + "): seconds more per population.")
+st.caption(f"The population: the current prediction (at most {max_side} px per side) perturbed at random (seeded) "
+           "by dilation/erosion, shifts, confidence scaling, a false-positive blob, a dropped part and logit noise, "
+           "each active with probability 0.6 and scaled to the object's size, in one batched call of "
+           "segloss_core.perturb.apply.")
 
 params = current_params()
 titles = {k: sc.get_loss(k).title for k in sc.list_losses()}
-settings = (case, fg_class, n, seed, strength)
+settings = (case, fg_class, n, seed, strength, max_side)
 with st.spinner("Perturbing the prediction…"):
     _population.ensure(*settings)
 
@@ -215,7 +239,7 @@ st.subheader("Soft Jaccard vs soft Dice: one is a function of the other")
 dice_jaccard_panel(case, settings, params)
 
 st.subheader("Which losses order predictions like the metric?")
-ranking_panel(case, settings, hard, params, titles)
+ranking_panel(case, settings, hard, params, titles, with_slow)
 
 st.subheader("Can a weighted CE stand in for Dice?")
-wce_panel(case, settings, hard, params)
+wce_panel(case, settings, hard, params, with_slow)

@@ -247,8 +247,12 @@ params = current_params()
 titles = {n: sc.get_loss(n).title for n in sc.list_losses()}
 tau = float(mask.mean())
 
+# the size curves and the region_size control read the ground truth only: keyed on it, they stay
+# cached while only the prediction moves
+gt_case = bias.ground_truth_case(case)
+
 st.subheader("Loss vs predicted region size")
-size_panel(case, fg_class, params, titles)
+size_panel(gt_case, fg_class, params, titles)
 
 st.subheader("Decomposition: GT matching + region-size penalty")
 decomposition_panel(case, fg_class)
@@ -262,4 +266,4 @@ st.subheader("Object-size sweep: the same mistake on objects of every size")
 sweep_panel(params, titles)
 
 st.subheader("Explicit control: the region_size loss")
-control_panel(case, fg_class, tau)
+control_panel(gt_case, fg_class, tau)

@@ -222,6 +222,7 @@ if not settings.losses:
 
 try:
     settings.validate()
+    case = opt.training_case(case, settings)  # the GT only, unless the run starts from the prediction
     with progress_bar("Training:") as tick:
         traj = _train(case, settings, progress=tick)
 except ValueError as err:

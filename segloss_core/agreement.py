@@ -122,19 +122,26 @@ def population(
     strength: float = 1.0,
     foreground_class: int | None = None,
     slice_index: int | None = None,
+    max_side: int | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> Population:
     """A seeded population of ``n`` perturbed predictions of the case, made in one batched
     :func:`segloss_core.perturb.apply` call on the binary view (the case's prediction, or a
-    0.9-confidence copy of the GT for a bare label map)."""
+    0.9-confidence copy of the GT for a bare label map).
+
+    ``max_side``: the binary view is first reduced so that its longer side is at most this many
+    pixels (:func:`reduce_view`); every later cost (the perturbations, each loss, HD95) scales with
+    the pixel count. ``None`` keeps the full resolution."""
     if n < 3:
         raise ValueError(f"the population needs at least 3 predictions, got {n}")
     mask, fg = binary_view(case_or_gt, foreground_class=foreground_class, slice_index=slice_index)
-    if not mask.any():
-        raise ValueError("the ground truth has no foreground pixel: Dice and Jaccard are undefined")
     if fg is None:
         fg = np.where(mask, 0.9, 0.1)
     spacing = tuple(case_or_gt.spacing[-2:]) if isinstance(case_or_gt, Case) else (1.0, 1.0)
+    if max_side is not None:
+        mask, fg, spacing = reduce_view(mask, fg, spacing, max_side)
+    if not mask.any():
+        raise ValueError("the ground truth has no foreground pixel: Dice and Jaccard are undefined")
     check_elements(mask.shape, what="population", batch=n)  # the n stored predictions
     amounts = random_amounts(n, int(mask.sum()), seed, strength)
     base = torch.as_tensor(np.stack([1.0 - fg, fg]), dtype=dtype)
@@ -147,6 +154,23 @@ def population(
             chunk = {k: v[lo: lo + step] for k, v in amounts.items()}
             parts.append(perturb.apply(prepared, labels, chunk, seed=seed)[:, 1])
     return Population(torch.cat(parts).contiguous(), mask, amounts, spacing, int(seed))
+
+
+def reduce_view(mask: np.ndarray, fg: np.ndarray, spacing: tuple[float, float], max_side: int
+                ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """The binary view ``(mask, foreground probability, spacing)`` reduced so that its longer side
+    is at most ``max_side`` px, as :func:`segloss_core.optimise.working_case` reduces a case: area
+    averaging of the probability and of the mask, the reduced mask is where the averaged mask
+    exceeds 1/2 (ties to the background), the spacing grows by the factor. Returned as is when
+    already small enough."""
+    h, w = mask.shape
+    factor = max(h, w) / float(max_side)
+    if factor <= 1:
+        return mask, fg, spacing
+    size = (max(1, round(h / factor)), max(1, round(w / factor)))
+    both = torch.as_tensor(np.stack([mask, fg]), dtype=torch.float64)[None]
+    small = torch.nn.functional.interpolate(both, size=size, mode="area")[0].numpy()
+    return small[0] > 0.5, small[1], (spacing[0] * h / size[0], spacing[1] * w / size[1])
 
 
 # ----------------------------------------------------------------------------------------------
@@ -439,6 +463,7 @@ __all__ = [
     "population",
     "random_amounts",
     "rank_correlation",
+    "reduce_view",
     "relation_gap",
     "wce_sweep",
 ]

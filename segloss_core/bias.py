@@ -98,6 +98,19 @@ def binary_view(
     return mask.astype(bool), (None if fg is None else np.clip(fg, 0.0, 1.0))
 
 
+def ground_truth_case(case: Case) -> Case:
+    """``case`` with its prediction replaced by the one-hot ground truth (same GT, spacing, name,
+    class names and meta).
+
+    What a computation that reads only the ground truth is keyed on (the size curves, the
+    region-size control, a training run that does not start from the prediction): a cache keyed on
+    it is not invalidated when only the prediction moves.
+    """
+    classes = np.arange(case.num_classes).reshape(-1, *([1] * case.gt.ndim))
+    probs = (case.gt[None] == classes).astype(np.float32)
+    return Case(case.gt, probs, case.spacing, case.name, case.class_names, dict(case.meta))
+
+
 def signed_distance(mask: np.ndarray) -> np.ndarray:
     r"""Signed distance (px) of every pixel centre to the object's boundary, negative inside.
 
@@ -1073,6 +1086,7 @@ __all__ = [
     "dice_log_decomposition",
     "disk_mask",
     "evaluate_losses",
+    "ground_truth_case",
     "loss_label",
     "make_band",
     "penalty_curves",

@@ -208,6 +208,18 @@ def _generator(seed: int, stream: str) -> torch.Generator:
     return torch.Generator().manual_seed(int(seed) * 16 + _STREAM[stream])
 
 
+def _set_deterministic(mode: bool, *, warn_only: bool) -> None:
+    """``torch.use_deterministic_algorithms`` without its first-call import of ``torch._inductor``
+    (seconds here) when inductor is not loaded: its flag only concerns ``torch.compile``, which
+    nothing here uses; the eager kernels read the ``torch._C`` flag set either way."""
+    import sys
+
+    if "torch._inductor.config" in sys.modules:
+        torch.use_deterministic_algorithms(mode, warn_only=warn_only)
+    else:
+        torch._C._set_deterministic_algorithms(mode, warn_only=warn_only)
+
+
 @contextlib.contextmanager
 def deterministic():
     """``torch.use_deterministic_algorithms(True, warn_only=True)`` and deterministic cuDNN, restored
@@ -215,18 +227,30 @@ def deterministic():
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     prev = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
             torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    _set_deterministic(True, warn_only=True)
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(prev[0], warn_only=prev[1])
+        _set_deterministic(prev[0], warn_only=prev[1])
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = prev[2], prev[3]
 
 
 # ----------------------------------------------------------------------------------------------
 # the working case and the targets
 # ----------------------------------------------------------------------------------------------
+
+
+def training_case(case: Case, settings: Settings) -> Case:
+    """What a run with ``settings`` reads of ``case``: the case itself when free logits start from
+    its prediction, else :func:`~segloss_core.bias.ground_truth_case` (same GT, the prediction
+    replaced by the GT), so that a cache keyed on it survives a change of the prediction alone.
+    ``optimise`` gives the same trajectory on either."""
+    from .bias import ground_truth_case
+
+    if settings.model == "logits" and settings.start == "prediction":
+        return case
+    return ground_truth_case(case)
 
 
 def working_case(case: Case, max_side: int = 128) -> Case:
@@ -927,5 +951,6 @@ __all__ = [
     "optimise",
     "squared_dice_band_optimum",
     "status",
+    "training_case",
     "working_case",
 ]

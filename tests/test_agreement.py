@@ -46,6 +46,21 @@ def test_population_is_seeded_batched_perturb(gt, pop):
         ag.population(np.zeros((8, 8), np.int64))
 
 
+def test_population_at_a_working_resolution(gt):
+    """``max_side`` reduces the binary view by area averaging (2 x 2 blocks here) before perturbing."""
+    fg = np.where(gt > 0, 0.8, 0.15)
+    case = sc.Case(gt, np.stack([1 - fg, fg]).astype(np.float32), spacing=(1.0, 0.5))
+    small = ag.population(case, n=5, seed=1, max_side=24, dtype=torch.float64)
+    blocks = lambda a: a.reshape(24, 2, 24, 2).mean(axis=(1, 3))  # noqa: E731
+    assert np.array_equal(small.gt, blocks(gt.astype(np.float64)) > 0.5) and small.spacing == (2.0, 1.0)
+    base = blocks(case.probs[1].astype(np.float64))
+    prob = torch.as_tensor(np.stack([1 - base, base]), dtype=torch.float64)
+    once = perturb.apply(prob, small.gt.astype(np.int64), small.amounts, seed=1)[:, 1]
+    torch.testing.assert_close(small.foreground, once, rtol=0, atol=1e-6)
+    full = ag.population(case, n=5, seed=1, max_side=48, dtype=torch.float64)  # small enough: unchanged
+    assert torch.equal(full.foreground, ag.population(case, n=5, seed=1, dtype=torch.float64).foreground)
+
+
 def test_hard_metrics_match_segloss_metrics(pop):
     m = ag.hard_metrics(pop.hard(), pop.gt, pop.spacing)
     masks = pop.hard().numpy()

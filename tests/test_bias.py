@@ -372,3 +372,20 @@ def test_region_size_control_moves_optimum_to_target(blob):
     base = bias.region_size_control(blob, alpha=40.0, n=61, band=(300, 400, 0.2))
     assert base.curve.argmin["region_size"] == 1.0
     assert base.band.region_size.q_star == pytest.approx(0.2, abs=1e-4)
+
+
+def test_ground_truth_case_keeps_what_the_size_curves_read(blob):
+    probs = np.stack([np.full(blob.shape, 0.7), np.full(blob.shape, 0.3)]).astype(np.float32)
+    case = sc.Case(blob, probs, spacing=(1.0, 2.0), name="blob")
+    gt_case = bias.ground_truth_case(case)
+    assert np.array_equal(gt_case.gt, case.gt) and gt_case.spacing == case.spacing and gt_case.name == "blob"
+    assert np.array_equal(gt_case.probs.argmax(0), blob) and set(np.unique(gt_case.probs)) == {0.0, 1.0}
+    other = bias.ground_truth_case(case.with_probs(probs[::-1].copy()))
+    assert gt_case.digest() == other.digest() != case.digest()  # a new prediction, the same key
+    a = bias.size_curve(case, ["ce", "dice", "boundary"], n=21)
+    b = bias.size_curve(gt_case, ["ce", "dice", "boundary"], n=21)
+    for name in a.values:
+        np.testing.assert_array_equal(a.values[name], b.values[name])
+    c = bias.region_size_control(case, alpha=5.0, n=21, band=None)
+    d = bias.region_size_control(gt_case, alpha=5.0, n=21, band=None)
+    np.testing.assert_array_equal(c.curve.values["region_size"], d.curve.values["region_size"])

@@ -260,7 +260,7 @@ def test_readme_conventions():
 
 
 # ---------------------------------------------------------------------------------------------
-# README: metric agreement (page defaults: 100 predictions, seed 0, strength 1)
+# README: metric agreement (page defaults: 100 predictions, seed 0, strength 1, 128 px)
 # ---------------------------------------------------------------------------------------------
 
 
@@ -270,7 +270,8 @@ def populations():
     assert re.search(r'"Predictions", \[50, 100, 200, 400\], value=100', source)
     assert re.search(r'"Seed", 0, 10_000, 0,', source)
     assert re.search(r'"Perturbation strength", 0\.25, 2\.0, 1\.0,', source)
-    return {name: ag.population(make_case(name), n=100, seed=0, strength=1.0)
+    assert "WORKING_SIDE = 128" in source and re.search(r'"Include the slow losses", value=False', source)
+    return {name: ag.population(make_case(name), n=100, seed=0, strength=1.0, max_side=128)
             for name in ("disk", "vessel", "tiny_lesion")}
 
 

@@ -91,6 +91,20 @@ def test_trajectory_is_reproducible_bit_for_bit():
     assert not np.array_equal(a.loss, c.loss)
 
 
+@pytest.mark.parametrize("kw", [dict(start="uniform"), dict(start="noise", target="random_band", annotators=2),
+                                dict(model="cnn", target="clean"), dict(start="prediction")])
+def test_training_case_gives_the_same_run(kw):
+    """The page caches a run on ``training_case``: the GT alone unless free logits start from the prediction."""
+    case = disk_case(size=32, radius=9)
+    settings = opt.Settings(losses=("ce", "dice"), steps=12, **kw)
+    key_case = opt.training_case(case, settings)
+    a, b = opt.optimise(case, settings), opt.optimise(key_case, settings)
+    assert np.array_equal(a.loss, b.loss) and np.array_equal(a.foreground, b.foreground)
+    moved = case.with_probs(np.roll(case.probs, 3, axis=2))
+    same_key = opt.training_case(moved, settings).digest() == key_case.digest()
+    assert same_key == (kw.get("start") != "prediction")
+
+
 def test_cnn_is_reproducible_and_learns():
     case = disk_case(size=32, radius=9)
     kw = dict(losses=("ce", "dice"), model="cnn", steps=40, target="clean", seed=1)

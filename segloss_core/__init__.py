@@ -32,8 +32,11 @@ class _CallableModule(types.ModuleType):
 
 
 def _callable(module: types.ModuleType, function: str) -> None:
+    """Make ``module`` callable as ``module.function``; its help then also shows that function's."""
     module.__class__ = _CallableModule
     module._call_ = function
+    doc = getattr(module, function).__doc__ or ""
+    module.__doc__ = f"{module.__doc__ or ''}\n\nCalling the module calls ``{function}``: {doc}"
 
 
 _callable(_metrics_module, "segmentation_metrics")  # sc.metrics(pred, gt, spacing=None, ...)

@@ -7,6 +7,9 @@ allows them). 2-D (``*spatial = H, W``) and 3-D (``D, H, W``) are both accepted.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import threading
 import weakref
 from collections import OrderedDict
@@ -85,6 +88,38 @@ def check_pair(probs: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor,
             raise ValueError("target contains NaN or Inf")
         raise ValueError("target must be one-hot or soft labels in [0, 1]")
     return probs, target
+
+
+#: True while the caller has validated the (prediction, target) pair (the engine, or a validated loss
+#: calling another): public loss functions then skip :func:`check_pair`.
+_TRUSTED = contextvars.ContextVar("segloss_validated_pair", default=False)
+
+
+@contextlib.contextmanager
+def trusted():
+    """Within this block, public loss functions do not re-validate their inputs (the caller has)."""
+    token = _TRUSTED.set(True)
+    try:
+        yield
+    finally:
+        _TRUSTED.reset(token)
+
+
+def validated(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Decorator of the public loss functions ``fn(probs, target, *, reduction, **params)``: the pair
+    goes through :func:`check_pair` first (one-line ``ValueError`` for logits, label maps, shape
+    mismatches, ...), unless the caller already validated it (:func:`trusted`: the engine, or an
+    outer loss); nested calls inside ``fn`` are trusted."""
+
+    @functools.wraps(fn)
+    def wrapper(probs, target, *args, **kwargs):
+        if _TRUSTED.get():
+            return fn(probs, target, *args, **kwargs)
+        probs, target = check_pair(probs, target)
+        with trusted():
+            return fn(probs, target, *args, **kwargs)
+
+    return wrapper
 
 
 #: Float dtype -> (same-size integer dtype, bit pattern of 1.0). Non-negative floats order like their

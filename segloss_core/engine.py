@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ._tensors import EPS, check_pair, reduce_samples, safe_log, tensor_memo
+from ._tensors import EPS, check_pair, reduce_samples, safe_log, tensor_memo, trusted
 from .registry import LossSpec, get_loss, list_losses
 from .stats import SoftConfusion, soft_confusion
 
@@ -87,11 +87,14 @@ class Extend(Protocol):
 
 
 def _weights(target_one: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(W (N, C + 1) = [g^T | 1], sum g (1, C), sum g^2 (1, C))`` of a ``(1, C, ...)`` target."""
+    """``(W^T (C + 1, N) = [g; 1], sum g (1, C), sum g^2 (1, C))`` of a ``(1, C, ...)`` target.
+
+    Stored row-major as ``(C + 1, N)`` and used as ``flat @ W^T.t()``: that "NT" product is about
+    4x faster on the CPU than the same product with a contiguous ``(N, C + 1)`` matrix."""
     C = target_one.shape[1]
     flat = target_one.reshape(C, -1)
-    ones = torch.ones(flat.shape[1], 1, dtype=flat.dtype, device=flat.device)
-    return torch.cat([flat.t(), ones], 1).contiguous(), flat.sum(1), (flat * flat).sum(1)
+    ones = torch.ones(1, flat.shape[1], dtype=flat.dtype, device=flat.device)
+    return torch.cat([flat, ones], 0).contiguous(), flat.sum(1), (flat * flat).sum(1)
 
 
 def shared_confusion(probs: torch.Tensor, target: torch.Tensor, soft_label: bool) -> SoftConfusion:
@@ -103,9 +106,9 @@ def shared_confusion(probs: torch.Tensor, target: torch.Tensor, soft_label: bool
     m, C = probs.shape[:2]
     if target.shape[0] != 1 or soft_label or torch.is_grad_enabled() and probs.requires_grad:
         return soft_confusion(probs, _batch_target(target, m), soft_label=soft_label)
-    weights, target_sum, target_sq = tensor_memo(target, "engine.weights", _weights)
+    weights_t, target_sum, target_sq = tensor_memo(target, "engine.weights_t", _weights)
     flat = probs.reshape(m * C, -1)
-    prod = (flat @ weights).view(m, C, C + 1)
+    prod = (flat @ weights_t.t()).view(m, C, C + 1)
     classes = torch.arange(C, device=probs.device)
     pred_sq = lambda: torch.linalg.vecdot(flat, flat).view(m, C)  # noqa: E731 (lazy: rarely read)
     return SoftConfusion(prod[:, classes, classes], prod[:, :, C], target_sum.expand(m, C), pred_sq,
@@ -152,7 +155,9 @@ class PixelView:
             m, C = self.probs.shape[:2]
             flat = self.probs.reshape(m, C, -1)
             if C == 2:
-                p_true = torch.where(self.labels() == 1, flat[:, 1], flat[:, 0])
+                # lerp with 0/1 weights returns either end exactly; ~10x faster than torch.where here
+                g1 = self.target.reshape(self.target.shape[0], C, -1)[:, 1]
+                p_true = torch.lerp(flat[:, 0], flat[:, 1], g1)
             else:
                 p_true = (flat * self.target.reshape(self.target.shape[0], C, -1)).sum(1)
             self._true = (p_true, p_true.clamp_min(EPS).log_())
@@ -252,8 +257,9 @@ class Plan:
         reason = self.unavailable.get(name) or target_reason(self.specs[name], target)
         if reason is not None:
             raise ValueError(reason.removeprefix("n/a: "))
-        return self.specs[name].fn(probs, _batch_target(target, probs.shape[0]), reduction=reduction,
-                                   **self.kwargs(name))
+        with trusted():  # tensors built valid by the training loop
+            return self.specs[name].fn(probs, _batch_target(target, probs.shape[0]), reduction=reduction,
+                                       **self.kwargs(name))
 
     def pixel_form(self, name: str) -> bool:
         """Whether ``name`` is a pixel mean (``LossSpec.pixel_mean``): crop-separable."""
@@ -270,7 +276,7 @@ class Plan:
         confs: dict[bool, SoftConfusion] = {}
         pixels: PixelView | None = None
         out: dict[str, Value] = {}
-        with torch.no_grad():
+        with torch.no_grad(), trusted():
             for name in self.names if names is None else names:
                 if name in self.unavailable:
                     out[name] = self.unavailable[name]
@@ -397,7 +403,8 @@ def _with_grads(plan: Plan, probs: torch.Tensor, target: torch.Tensor, reduction
             out[name] = plan.unavailable[name]
             continue
         try:
-            value = plan.specs[name].fn(x, target, reduction=reduction, **plan.kwargs(name))
+            with trusted():
+                value = plan.specs[name].fn(x, target, reduction=reduction, **plan.kwargs(name))
             total = value.sum() if reduction == "none" else value
             (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
         except ValueError as err:
@@ -473,7 +480,8 @@ def compute(name: str, probs, target, reduction: str = "mean", *, spacing=None, 
     spec = get_loss(name)
     probs, target = check_pair(probs, target)
     _check_reduction(reduction)
-    return _call(spec, probs, target, reduction, params, spacing)
+    with trusted():
+        return _call(spec, probs, target, reduction, params, spacing)
 
 
 def loss_and_grad(

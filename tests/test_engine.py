@@ -147,3 +147,15 @@ def test_registry_metadata_the_engine_relies_on():
 def test_one_hot_check():
     _, target = _case(2, 3)
     assert is_one_hot(target) and not is_one_hot(0.9 * target + 0.1 / 3)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_public_loss_functions_validate_their_input(name):
+    """Called directly (not through the engine), every registered function refuses logits and
+    label maps with the one-line messages of ``sc.compute``."""
+    probs, target = _case(2, 2)
+    fn = sc.get_loss(name).fn
+    with pytest.raises(ValueError, match="probabilities in \\[0, 1\\]"):
+        fn(torch.log(probs) * 3, target)
+    with pytest.raises(ValueError, match="shape"):
+        fn(probs, target.argmax(1))

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._tensors import reduce_samples, spatial_dims
+from .._tensors import reduce_samples, spatial_dims, validated
 from ..distance import signed_distance_map, unsigned_distance_map
 from ..spec import LossSpec, ParamSpec
 from . import formulas
@@ -37,6 +37,7 @@ def _select(probs: torch.Tensor, target: torch.Tensor, include_background: bool)
     return probs[:, 1:], target[:, 1:]
 
 
+@validated
 def boundary_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -81,6 +82,7 @@ def boundary_loss(
     return reduce_samples(per_sample, reduction)
 
 
+@validated
 def hausdorff_dt_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -142,6 +144,7 @@ def boundary_pixel_mean(px, *, include_background: bool = False,
     return torch.linalg.vecdot(flat, phi).div_(px.n_pixels).mean(1)
 
 
+@validated
 def log_hausdorff_dt_loss(
     probs: torch.Tensor,
     target: torch.Tensor,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._tensors import EPS, reduce_samples, spatial_dims
+from .._tensors import EPS, reduce_samples, spatial_dims, validated
 from ..spec import LossSpec, ParamSpec
 from ..stats import soft_confusion
 from . import formulas
@@ -33,6 +33,7 @@ def _soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float) -> torc
     return _safe_ratio(2 * conf.tp + smooth, conf.pred_sum + conf.target_sum + smooth)
 
 
+@validated
 def combo_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -83,6 +84,7 @@ def _clamped_power(neg_log: torch.Tensor, gamma: float) -> torch.Tensor:
     return neg_log.clamp_min(EPS).pow(gamma)
 
 
+@validated
 def exp_log_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -136,6 +138,7 @@ def exp_log_loss(
     return reduce_samples(w_dice * dice_part + w_ce * ce_part, reduction)
 
 
+@validated
 def dice_ce_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -206,6 +209,7 @@ def _target_proportions(target: torch.Tensor, target_proportion: Sequence[float]
     return tau.expand(batch, num_classes)
 
 
+@validated
 def region_size_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -267,6 +271,7 @@ def region_size_loss(
     return reduce_samples(ce + alpha * region, reduction)
 
 
+@validated
 def dice_focal_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -315,6 +320,7 @@ def dice_focal_loss(
     return lambda_dice * dice + lambda_focal * focal
 
 
+@validated
 def generalized_dice_focal_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -368,6 +374,7 @@ def _clip(probs: torch.Tensor) -> torch.Tensor:
     return probs + (probs.detach().clamp(EPS, 1 - EPS) - probs.detach())
 
 
+@validated
 def unified_focal_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -424,6 +431,7 @@ def unified_focal_loss(
     return reduce_samples(weight * focal + (1 - weight) * focal_tversky, reduction)
 
 
+@validated
 def dice_cldice_loss(
     probs: torch.Tensor,
     target: torch.Tensor,

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from .._tensors import EPS, clamped_log, reduce_samples
+from .._tensors import EPS, clamped_log, reduce_samples, validated
 from ..spec import LossSpec, ParamSpec
 from . import formulas
 
@@ -101,6 +101,7 @@ def class_vector(values: Sequence[float] | None, num_classes: int, name: str, li
     return vec.view(1, num_classes, *([1] * (like.ndim - 2)))
 
 
+@validated
 def ce_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean") -> torch.Tensor:
     r"""Cross-entropy on probabilities (eq. 2 of Ma 2020).
 
@@ -128,6 +129,7 @@ def ce_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean
     return reduce_samples(_pixel_mean(pixel_ce(probs, target)), reduction)
 
 
+@validated
 def wce_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -165,6 +167,7 @@ def _keep_count(n_pixels: int, k: float) -> int:
     return max(1, min(n_pixels, int(math.floor(n_pixels * float(k) / 100.0 + 1e-9))))
 
 
+@validated
 def topk_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", k: float = 10.0) -> torch.Tensor:
     r"""TopK cross-entropy: the mean CE of the hardest ``k`` % of pixels (nnU-Net's ``TopKLoss``).
 
@@ -239,6 +242,7 @@ class _ClampedFocal(torch.autograd.Function):
         return coeff.mul_(grad_map.neg().unsqueeze(1)), None, None, None
 
 
+@validated
 def focal_loss(
     probs: torch.Tensor,
     target: torch.Tensor,
@@ -284,6 +288,7 @@ def focal_loss(
     return reduce_samples(_pixel_mean(-terms.sum(1)), reduction)
 
 
+@validated
 def dpce_loss(
     probs: torch.Tensor,
     target: torch.Tensor,

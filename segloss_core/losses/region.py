@@ -44,7 +44,7 @@ from __future__ import annotations
 
 import torch
 
-from .._tensors import EPS, clamped_log, reduce_samples, spatial_dims
+from .._tensors import EPS, clamped_log, reduce_samples, spatial_dims, validated
 from ..spec import LossSpec, ParamSpec
 from ..stats import SoftConfusion, per_sample_mean, soft_confusion
 from . import formulas
@@ -226,6 +226,7 @@ def penalty_gdl_from_stats(conf: SoftConfusion, *, k: float = 2.5, smooth: float
 # ----------------------------------------------------------------------------------------------
 
 
+@validated
 def dice_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", smooth: float = SMOOTH,
               squared: bool = False, include_background: bool = True, batch: bool = False,
               soft_label: bool = False) -> torch.Tensor:
@@ -263,6 +264,7 @@ def dice_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "me
                    squared=squared, include_background=include_background)
 
 
+@validated
 def iou_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", smooth: float = SMOOTH,
              squared: bool = False, include_background: bool = True, batch: bool = False,
              soft_label: bool = False) -> torch.Tensor:
@@ -299,6 +301,7 @@ def iou_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mea
                    squared=squared, include_background=include_background)
 
 
+@validated
 def tversky_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", alpha: float = 0.3,
                  beta: float = 0.7, smooth: float = SMOOTH, include_background: bool = True,
                  batch: bool = False, soft_label: bool = False) -> torch.Tensor:
@@ -334,6 +337,7 @@ def tversky_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = 
                    smooth=smooth, include_background=include_background)
 
 
+@validated
 def generalized_dice_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
                           smooth: float = SMOOTH, include_background: bool = True, batch: bool = False,
                           soft_label: bool = False) -> torch.Tensor:
@@ -368,6 +372,7 @@ def generalized_dice_loss(probs: torch.Tensor, target: torch.Tensor, *, reductio
                    include_background=include_background)
 
 
+@validated
 def focal_tversky_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
                        gamma: float = 4 / 3, alpha: float = 0.3, beta: float = 0.7, smooth: float = SMOOTH,
                        include_background: bool = True, batch: bool = False,
@@ -406,6 +411,7 @@ def focal_tversky_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: 
                    alpha=alpha, beta=beta, smooth=smooth, include_background=include_background)
 
 
+@validated
 def asymmetric_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", beta: float = 1.5,
                     smooth: float = SMOOTH, include_background: bool = True, batch: bool = False,
                     soft_label: bool = False) -> torch.Tensor:
@@ -439,6 +445,7 @@ def asymmetric_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str
                    include_background=include_background)
 
 
+@validated
 def penalty_gdl_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", k: float = 2.5,
                      smooth: float = SMOOTH, include_background: bool = True, batch: bool = False,
                      soft_label: bool = False) -> torch.Tensor:
@@ -478,6 +485,7 @@ def penalty_gdl_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: st
                    include_background=include_background)
 
 
+@validated
 def sensitivity_specificity_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
                                  w: float = 0.1, smooth: float = SMOOTH, batch: bool = False) -> torch.Tensor:
     r"""Sensitivity-specificity loss (Brosch et al.; eq. 7 of Ma 2020).
@@ -555,6 +563,7 @@ def _lovasz_softmax_table(p: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
     return total / count.clamp_min(1).to(total.dtype)
 
 
+@validated
 def lovasz_softmax_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
                         per_image: bool = False) -> torch.Tensor:
     r"""Lovász-Softmax loss (Berman et al.), the convex surrogate of the Jaccard loss.
@@ -601,6 +610,7 @@ def lovasz_softmax_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction:
 _BINARY_ONLY = "lovasz_hinge is defined for binary segmentation only (C = 2)"
 
 
+@validated
 def lovasz_hinge_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
                       per_image: bool = True) -> torch.Tensor:
     r"""Lovász hinge loss (Berman et al.), binary segmentation on the logit margin.
@@ -660,6 +670,7 @@ def mcc_from_stats(conf: SoftConfusion, *, smooth_nr: float = 0.0, smooth_dr: fl
     return _per_sample(torch.where(perfect, torch.zeros_like(mcc), 1 - mcc), bsz)
 
 
+@validated
 def mcc_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean", smooth_nr: float = 0.0,
              smooth_dr: float = 1e-5, include_background: bool = True, batch: bool = False) -> torch.Tensor:
     r"""Matthews-correlation-coefficient loss on the soft confusion matrix (Abhishek & Hamarneh).
@@ -709,6 +720,7 @@ def _distance_matrix(dist_matrix, num_classes: int, like: torch.Tensor) -> torch
     return m / m.max()
 
 
+@validated
 def wasserstein_dice_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mean",
                           dist_matrix=None, weighting_mode: str = "default", smooth: float = SMOOTH) -> torch.Tensor:
     r"""Generalised Wasserstein Dice loss (Fidon et al.): Dice whose errors are class distances.

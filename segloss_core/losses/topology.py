@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._tensors import reduce_samples, tensor_memo
+from .._tensors import reduce_samples, tensor_memo, validated
 from ..spec import LossSpec, ParamSpec
 from . import formulas
 from .region import _safe_ratio
@@ -132,6 +132,7 @@ def _cldice_per_sample(probs, target, start, iterations, smooth_nr, smooth_dr, s
     return 1 - _safe_ratio(2 * t_prec * t_sens, t_prec + t_sens + smooth_hm, empty=0.0)
 
 
+@validated
 def cldice_loss(
     probs: torch.Tensor,
     target: torch.Tensor,

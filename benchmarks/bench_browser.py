@@ -135,7 +135,15 @@ def timed(page, action, **kw) -> float:
     secs = settle_seconds(page, mark, timeout_s=PAGE_TIMEOUT_S, **kw)
     done = script_done_seconds(page, mark)
     LAST_SPLIT[0] = "" if done is None or secs == float("inf") else f"script done at {min(done, secs):.2f} s"
+    if page_error(page):
+        LAST_SPLIT[0] = "; ".join(x for x in (LAST_SPLIT[0], "THE PAGE SHOWS AN ERROR") if x)
     return secs
+
+
+def page_error(page) -> bool:
+    """An exception element or the app's panel error message ("Something went wrong ...") on the page."""
+    return page.evaluate("() => !!document.querySelector('[data-testid=\"stException\"]')"
+                         " || /Something went wrong|Traceback/.test(document.body.innerText)")
 
 
 def click_nav(page, label: str) -> float:

@@ -417,7 +417,13 @@ def penalty_curves(tau: float, u: np.ndarray) -> dict[str, np.ndarray]:
     }
 
 
-def ce_decomposition(probs: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+def _pixel_sum(x: torch.Tensor, dims: tuple[int, ...], weights: torch.Tensor | None) -> torch.Tensor:
+    """Sum over the pixel axes ``dims``, each pixel counted ``weights`` times (default once)."""
+    return x.sum(dims) if weights is None else (x * weights).sum(dims)
+
+
+def ce_decomposition(probs: torch.Tensor, target: torch.Tensor, weights: torch.Tensor | None = None
+                     ) -> dict[str, torch.Tensor]:
     r"""Liu et al.'s split of mean cross-entropy into a size term and a GT-matching term (B5).
 
     .. math::
@@ -426,27 +432,32 @@ def ce_decomposition(probs: torch.Tensor, target: torch.Tensor) -> dict[str, tor
 
     with :math:`\tau_k` the GT proportion and :math:`u_k = \frac1N\sum_i s_{ik}` the predicted
     proportion of class ``k``. Convention: per sample ``(B,)``, hard one-hot targets, any number of
-    classes, logs clamped at ``EPS`` in every term alike (so the identity is exact).
+    classes, logs clamped at ``EPS`` in every term alike (so the identity is exact). ``weights``
+    (spatial shape): how many pixels each entry stands for (the mean is then over
+    ``N = weights.sum()`` pixels), so an image with repeated ``(s_i, y_i)`` pairs can be passed once
+    per distinct pair.
 
     Returns ``{"ce", "size", "entropy", "kl", "matching", "tau", "u"}`` (``tau``, ``u``: ``(B, C)``).
     """
     dims = spatial_dims(probs)
+    n = probs[0, 0].numel() if weights is None else weights.sum()
     log_s = safe_log(probs)
-    tau = target.mean(dims)
-    u = probs.mean(dims)
+    tau = _pixel_sum(target, dims, weights) / n
+    u = _pixel_sum(probs, dims, weights) / n
     log_u = safe_log(u)
     pixel_dims = tuple(d - 1 for d in dims)
-    ce = -(target * log_s).sum(1).mean(pixel_dims)
+    ce = -_pixel_sum((target * log_s).sum(1), pixel_dims, weights) / n
     size = -(tau * log_u).sum(1)
     entropy = -torch.special.xlogy(tau, tau).sum(1)
     kl = (torch.special.xlogy(tau, tau) - tau * log_u).sum(1)
     shape = (*u.shape, *([1] * len(dims)))
-    matching = -(target * (log_s - log_u.view(shape))).sum(1).mean(pixel_dims)
+    matching = -_pixel_sum((target * (log_s - log_u.view(shape))).sum(1), pixel_dims, weights) / n
     return {"ce": ce, "size": size, "entropy": entropy, "kl": kl, "matching": matching, "tau": tau, "u": u}
 
 
 def dice_log_decomposition(
-    probs: torch.Tensor, target: torch.Tensor, *, include_background: bool = True
+    probs: torch.Tensor, target: torch.Tensor, *, include_background: bool = True,
+    weights: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     r"""Liu et al.'s split of the log of the linear, unsmoothed soft Dice, per class.
 
@@ -456,16 +467,18 @@ def dice_log_decomposition(
 
     Convention: per sample and class ``(B, C')`` (``C' = C - 1`` without background), hard
     targets, linear denominator, no smoothing, logs clamped at ``EPS``. ``total`` is
-    :math:`-\log D_k` computed directly from :math:`D_k = 2I/(S+G)`.
+    :math:`-\log D_k` computed directly from :math:`D_k = 2I/(S+G)`. ``weights``: pixel
+    multiplicities, as in :func:`ce_decomposition`.
     """
     dims = spatial_dims(probs)
     if not include_background:
         probs, target = probs[:, 1:], target[:, 1:]
-    n = probs[0, 0].numel()
-    inter = (probs * target).sum(dims)
-    tau = target.mean(dims)
-    u = probs.mean(dims)
-    dice = 2 * inter / (probs.sum(dims) + target.sum(dims))
+    n = probs[0, 0].numel() if weights is None else weights.sum()
+    inter = _pixel_sum(probs * target, dims, weights)
+    p_sum, g_sum = _pixel_sum(probs, dims, weights), _pixel_sum(target, dims, weights)
+    tau = g_sum / n
+    u = p_sum / n
+    dice = 2 * inter / (p_sum + g_sum)
     return {
         "total": -safe_log(dice),
         "matching": -safe_log(inter / n) - math.log(2.0),
@@ -536,25 +549,33 @@ def decomposition(
     u_grid = (expit(centres[None, :] + b_grid[:, None]) * hist[None, :]).sum(1) / z.size
     keep = np.concatenate([[True], np.diff(u_grid) > 0])
     shift = np.interp(targets, u_grid[keep], b_grid[keep])
+    # every term is a sum over pixels of a function of (z_i, y_i): each distinct pair is evaluated
+    # once, weighted by its pixel count (the same sums; a preset's prediction has a few hundred)
+    flat = mask.ravel()
+    uniq = [np.unique(z[flat == y], return_counts=True) for y in (False, True)]
+    zu = np.concatenate([uniq[0][0], uniq[1][0]])
+    counts = np.concatenate([uniq[0][1], uniq[1][1]]).astype(np.float64)
+    yu = np.concatenate([np.zeros(len(uniq[0][0])), np.ones(len(uniq[1][0]))])
     # the tabulation is approximate: put the point u = tau exactly in place (Newton on the exact u(b))
     j = int(np.searchsorted(targets, tau))
     for _ in range(50):
-        sig = expit(z + shift[j])
-        err = sig.mean() - tau
+        sig = expit(zu + shift[j])
+        err = (sig * counts).sum() / z.size - tau
         if abs(err) < 1e-15:
             break
-        shift[j] -= err / max((sig * (1 - sig)).mean(), 1e-300)
-    z_t = torch.as_tensor(z.reshape(mask.shape), dtype=torch.float64)
-    b_t = torch.as_tensor(shift, dtype=torch.float64).view(-1, 1, 1)
-    target1 = _two_channel(torch.as_tensor(mask, dtype=torch.float64)[None])
-    step = max(1, CHUNK_ELEMENTS // (4 * mask.size))  # float64, two channels: stay in cache
+        shift[j] -= err / max((sig * (1 - sig) * counts).sum() / z.size, 1e-300)
+    z_t = torch.as_tensor(zu, dtype=torch.float64)
+    w_t = torch.as_tensor(counts, dtype=torch.float64)
+    b_t = torch.as_tensor(shift, dtype=torch.float64).view(-1, 1)
+    target1 = _two_channel(torch.as_tensor(yu, dtype=torch.float64)[None])
+    step = max(1, CHUNK_ELEMENTS // (4 * zu.size))  # float64, two channels: stay in cache
     parts_ce, parts_dice = [], []
     with torch.inference_mode():
         for lo in range(0, len(shift), step):
             probs = _two_channel(torch.sigmoid(z_t[None] + b_t[lo: lo + step]))
             target = target1.expand_as(probs)
-            parts_ce.append(ce_decomposition(probs, target))
-            parts_dice.append(dice_log_decomposition(probs, target, include_background=True))
+            parts_ce.append(ce_decomposition(probs, target, w_t))
+            parts_dice.append(dice_log_decomposition(probs, target, include_background=True, weights=w_t))
     ce = {k: torch.cat([p[k] for p in parts_ce]) for k in parts_ce[0]}
     dice = {k: torch.cat([p[k] for p in parts_dice]) for k in parts_dice[0]}
     u = ce["u"][:, 1].numpy()

@@ -212,6 +212,36 @@ def test_decomposition_along_logit_shift(blob):
     assert "GT" in bare.family
 
 
+def test_decomposition_terms_equal_the_losses_on_the_whole_image(blob):
+    """The decomposition evaluates each distinct (logit, label) pair once, weighted by its count: the
+    same numbers as the registered CE and Dice on every pixel of the shifted predictions."""
+    rng = np.random.default_rng(0)
+    fg = np.clip(0.3 + 0.5 * blob + rng.choice([0.0, 0.05, 0.1], blob.shape), 0.01, 0.99)
+    case = sc.Case(blob, np.stack([1 - fg, fg]).astype(np.float32))
+    d = bias.decomposition(case, n=25)
+    z = logit(np.clip(1.0 - case.probs[0].astype(np.float64), EPS, 1 - EPS))
+    s = torch.as_tensor(expit(z[None] + d.shift[:, None, None]))
+    probs = torch.stack([1 - s, s], 1)
+    target = sc.one_hot(torch.as_tensor(blob)[None], 2, dtype=torch.float64).expand_as(probs)
+    np.testing.assert_allclose(d.terms["ce"], sc.compute("ce", probs, target, reduction="none").numpy(), rtol=1e-10)
+    fg_dice = sc.compute("dice", probs, target, reduction="none", smooth=0.0, include_background=False)
+    np.testing.assert_allclose(d.terms["dice_fg_total"], -np.log(1 - fg_dice.numpy()), rtol=1e-10)
+    np.testing.assert_allclose(d.u, s.mean((1, 2)).numpy(), rtol=1e-12)
+
+
+def test_decomposition_weights_count_repeated_pixels():
+    gen = torch.Generator().manual_seed(4)
+    probs = torch.softmax(torch.randn(3, 2, 7, generator=gen, dtype=torch.float64), 1)
+    target = sc.one_hot(torch.randint(0, 2, (1, 7), generator=gen), 2, dtype=torch.float64).expand(3, 2, 7)
+    counts = torch.tensor([1, 3, 2, 1, 5, 1, 2], dtype=torch.float64)
+    reps = counts.long()
+    full_p, full_t = probs.repeat_interleave(reps, dim=2), target.repeat_interleave(reps, dim=2)
+    for fn in (bias.ce_decomposition, lambda p, t, w=None: bias.dice_log_decomposition(p, t, weights=w)):
+        weighted, expanded = fn(probs, target, counts), fn(full_p, full_t)
+        for key in expanded:
+            torch.testing.assert_close(weighted[key], expanded[key], rtol=1e-12, atol=1e-14)
+
+
 # ---------------------------------------------------------------------------------------------- band model
 
 

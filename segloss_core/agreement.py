@@ -37,6 +37,7 @@ from .engine import CHUNK_ELEMENTS, evaluate_batches
 from .limits import check_elements
 from .metrics import segmentation_metrics
 from .registry import list_losses
+from .stats import hard_counts
 
 #: Largest gap between Dice and Jaccard of the same pair of masks (A3), at J = sqrt(2) - 1.
 MAX_DICE_JACCARD_GAP = 3.0 - 2.0 * math.sqrt(2.0)
@@ -185,8 +186,7 @@ def hard_metrics(pred: torch.Tensor | np.ndarray, gt: np.ndarray, spacing=None, 
     hard masks against the ``(H, W)`` GT."""
     pm = torch.as_tensor(pred).bool().flatten(1)
     gm = torch.as_tensor(np.asarray(gt, dtype=bool)).flatten()[None]
-    tp = (pm & gm).sum(1).double()
-    p_sum = pm.sum(1).double()
+    tp, p_sum = (t[:, 0] for t in hard_counts(pm, gm))
     g_sum = gm.sum().double()
     dice = 2 * tp / (p_sum + g_sum)
     jaccard = tp / (p_sum + g_sum - tp)

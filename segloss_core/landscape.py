@@ -52,7 +52,7 @@ from ._tensors import one_hot, resolve_device
 from .engine import Plan, shared_confusion
 from .perturb import channel_argmax
 from .registry import get_loss, list_losses
-from .stats import SoftConfusion
+from .stats import SoftConfusion, hard_counts
 
 #: The page's and the CLI's default losses.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
@@ -293,18 +293,8 @@ def _hard_counts(probs: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Ten
     ``gt_masks``: ``(C - 1, N)`` boolean masks of the foreground classes (flattened)."""
     n = probs.shape[0]
     if probs.shape[1] == 2:  # binary: foreground wins only when strictly more probable (argmax ties -> 0)
-        hard = (probs[:, 1] > probs[:, 0]).reshape(n, -1)
-        # exact integer counts; a bytes sum into int32 is several times faster than a bool or float sum
-        n_pred = hard.view(torch.uint8).sum(1, dtype=torch.int32).to(torch.float64).unsqueeze(1)
-        tp = (hard & gt_masks[0]).view(torch.uint8).sum(1, dtype=torch.int32).to(torch.float64).unsqueeze(1)
-        return tp, n_pred
-    hard = channel_argmax(probs).reshape(n, -1)
-    tps, preds = [], []
-    for c in range(1, probs.shape[1]):
-        pm = hard == c
-        preds.append(pm.sum(1))
-        tps.append((pm & gt_masks[c - 1]).sum(1))
-    return torch.stack(tps, 1).to(torch.float64), torch.stack(preds, 1).to(torch.float64)
+        return hard_counts((probs[:, 1] > probs[:, 0]).reshape(n, -1), gt_masks)
+    return hard_counts(channel_argmax(probs).reshape(n, -1), gt_masks)
 
 
 def _hard_metrics(tp: torch.Tensor, n_pred: torch.Tensor, n_gt: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -274,3 +274,27 @@ def per_sample_mean(values: torch.Tensor, batch_size: int) -> torch.Tensor:
     if per.shape[0] != batch_size:
         per = per.expand(batch_size)
     return per
+
+
+def hard_counts(pred: torch.Tensor, gt_masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The one hard TP counter: ``(tp, n_pred)``, each ``(n, K)`` float64 (exact integer counts), of
+    ``n`` hard predictions against ``K`` flattened ground-truth masks ``(K, N)`` (bool).
+
+    ``pred``: ``(n, N)`` bool (one foreground mask per prediction, ``K = 1``) or integer labels
+    (class ``k + 1`` against ``gt_masks[k]``, the foreground classes of an arg-max map).
+
+    >>> tp, n_pred = hard_counts(torch.tensor([[True, True, False]]), torch.tensor([[True, False, False]]))
+    >>> tp.tolist(), n_pred.tolist()
+    ([[1.0]], [[2.0]])
+    """
+    if pred.dtype == torch.bool:
+        # a bytes sum into int32 is several times faster than a bool or float sum
+        n_pred = pred.view(torch.uint8).sum(1, dtype=torch.int32).to(torch.float64).unsqueeze(1)
+        tp = (pred & gt_masks[0]).view(torch.uint8).sum(1, dtype=torch.int32).to(torch.float64).unsqueeze(1)
+        return tp, n_pred
+    tps, preds = [], []
+    for k in range(gt_masks.shape[0]):
+        pm = pred == k + 1
+        preds.append(pm.sum(1))
+        tps.append((pm & gt_masks[k]).sum(1))
+    return torch.stack(tps, 1).to(torch.float64), torch.stack(preds, 1).to(torch.float64)

@@ -466,11 +466,22 @@ def _check_metrics(metrics) -> tuple[str, ...]:
     return metrics
 
 
-def _argmin2(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
+def grid_argmin(grid: np.ndarray) -> tuple[int, ...] | None:
+    """Index of the smallest finite value of a 1-D or 2-D grid (NaN ignored; the first on ties), or
+    ``None`` when no value is finite. The one arg-min of the landscapes, their tables and plots.
+
+    >>> grid_argmin(np.array([[3.0, np.nan], [1.0, 1.0]]))
+    (1, 0)
+    """
+    grid = np.asarray(grid, dtype=np.float64)
     if not np.isfinite(grid).any():
-        return (math.nan, math.nan)
-    i, j = np.unravel_index(int(np.nanargmin(grid)), grid.shape)
-    return (float(xs[j]), float(ys[i]))
+        return None
+    return tuple(int(i) for i in np.unravel_index(int(np.nanargmin(grid)), grid.shape))
+
+
+def _argmin2(grid: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> tuple[float, float]:
+    at = grid_argmin(grid)
+    return (math.nan, math.nan) if at is None else (float(xs[at[1]]), float(ys[at[0]]))
 
 
 # ---------------------------------------------------------------- public API
@@ -606,7 +617,8 @@ def landscape_1d(
     current_values.update({f"1 - {k}": float(v[-1]) for k, v in met_vals.items()})
 
     def arg(v):
-        return float(values[int(np.nanargmin(v))]) if np.isfinite(v).any() else math.nan
+        at = grid_argmin(v)
+        return math.nan if at is None else float(values[at[0]])
 
     argmin = {k: arg(v) for k, v in curves.items()}
     argmin.update({f"1 - {k}": arg(v) for k, v in mcurves.items()})
@@ -630,11 +642,7 @@ def minima_table(result: LandscapeResult) -> list[dict[str, Any]]:
     xs, ys = result.x_values, result.y_values
     ref_name = next((f"1 - {m}" for m in METRICS if m in result.metrics), None)
 
-    def loc(grid):
-        if not np.isfinite(grid).any():
-            return None
-        return np.unravel_index(int(np.nanargmin(grid)), grid.shape)
-
+    loc = grid_argmin
     ref = loc(result.metrics[ref_name.removeprefix("1 - ")]) if ref_name else None
     rows = []
     entries = [(k, "loss", g) for k, g in result.losses.items()]
@@ -663,6 +671,7 @@ __all__ = [
     "LandscapeResult",
     "landscape",
     "landscape_1d",
+    "grid_argmin",
     "minima_table",
     "parse_axis",
 ]

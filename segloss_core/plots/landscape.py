@@ -19,7 +19,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..landscape import Landscape1DResult, LandscapeResult, minima_table
+from ..landscape import Landscape1DResult, LandscapeResult, grid_argmin, minima_table
 from ..perturb import PERTURBATIONS
 
 SEQUENTIAL = "Viridis"
@@ -45,11 +45,6 @@ def normalise(grid: np.ndarray) -> np.ndarray:
     return (grid - lo) / (hi - lo)
 
 
-def _argmin(grid: np.ndarray) -> tuple[int, int] | None:
-    if not np.isfinite(grid).any():
-        return None
-    i, j = np.unravel_index(int(np.nanargmin(grid)), grid.shape)
-    return int(i), int(j)
 
 
 def _metric_grid(result: LandscapeResult, metric: str | None) -> tuple[str, np.ndarray, np.ndarray,
@@ -128,14 +123,14 @@ def landscape_grid(
                 fig.add_trace(go.Contour(x=mx, y=my, z=mgrid, contours_coloring="none", showscale=False,
                                          line=dict(color=METRIC_COLOUR, width=1.2, dash="dash"), ncontours=8,
                                          name=label, hoverinfo="skip", showlegend=(k == 0)), row=r, col=c)
-            at = _argmin(mgrid)
+            at = grid_argmin(mgrid)
             if at is not None:
                 fig.add_trace(go.Scatter(x=[mx[at[1]]], y=[my[at[0]]], mode="markers", name=f"{label} minimum",
                                          marker=dict(symbol="diamond", size=10, color=METRIC_COLOUR,
                                                      line=dict(color="black", width=1)),
                                          showlegend=(k == 0), legendgroup="metric-min",
                                          hovertemplate=f"{label} minimum<extra></extra>"), row=r, col=c)
-        at = _argmin(raw)
+        at = grid_argmin(raw)
         if at is not None:
             fig.add_trace(go.Scatter(x=[xs[at[1]]], y=[ys[at[0]]], mode="markers", name="loss minimum",
                                      marker=dict(symbol="star", size=13, color="#ffd700",
@@ -170,7 +165,7 @@ def landscape_surface(result: LandscapeResult, name: str, *, title: str | None =
     fig = go.Figure(go.Surface(x=xs, y=ys, z=z, colorscale=SEQUENTIAL, showscale=True,
                                colorbar=dict(thickness=10), name=name,
                                hovertemplate="x %{x:.3g}<br>y %{y:.3g}<br>value %{z:.5g}<extra></extra>"))
-    at = _argmin(z)
+    at = grid_argmin(z)
     if at is not None:
         fig.add_trace(go.Scatter3d(x=[xs[at[1]]], y=[ys[at[0]]], z=[z[at]], mode="markers", name="minimum",
                                    marker=dict(size=6, color="#ffd700", symbol="diamond")))
@@ -207,8 +202,8 @@ def landscape_slice(result: Landscape1DResult, names: Sequence[str] | None = Non
         y = normalise(raw) if normalised else raw
         fig.add_trace(go.Scatter(x=xs, y=y, mode="lines", name=label, line=line, customdata=raw,
                                  hovertemplate=f"{label}: %{{customdata:.5g}} at %{{x:.3g}}<extra></extra>"))
-        if np.isfinite(y).any():
-            k = int(np.nanargmin(y))
+        if grid_argmin(y) is not None:
+            (k,) = grid_argmin(y)
             fig.add_trace(go.Scatter(x=[xs[k]], y=[y[k]], mode="markers", showlegend=False,
                                      marker=dict(size=9, color=line["color"], line=dict(color="black", width=1)),
                                      hovertemplate=f"{label} minimum at %{{x:.3g}}<extra></extra>"))
@@ -239,8 +234,8 @@ def minima_rows(result: LandscapeResult, titles: Mapping[str, str] | None = None
             "grid steps from 1 - Dice minimum": row["steps_from_metric"],
             "tied grid points": row["flat"],
         })
-    if result.hd95 is not None and np.isfinite(result.hd95).any():
-        i, j = np.unravel_index(int(np.nanargmin(result.hd95)), result.hd95.shape)
+    if result.hd95 is not None and grid_argmin(result.hd95) is not None:
+        i, j = grid_argmin(result.hd95)
         out.append({"loss / metric": "HD95 (coarse grid)", x_label: float(result.hd95_x[j]),
                     y_label: float(result.hd95_y[i]), "minimum value": float(result.hd95[i, j]),
                     "grid steps from 1 - Dice minimum": None,

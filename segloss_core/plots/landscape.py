@@ -45,8 +45,6 @@ def normalise(grid: np.ndarray) -> np.ndarray:
     return (grid - lo) / (hi - lo)
 
 
-
-
 def _metric_grid(result: LandscapeResult, metric: str | None) -> tuple[str, np.ndarray, np.ndarray,
                                                                         np.ndarray] | None:
     """``(label, grid, xs, ys)`` of the overlay metric: ``"dice"``, ``"jaccard"`` or ``"hd95"``."""

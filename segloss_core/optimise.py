@@ -553,127 +553,28 @@ def optimise(
     report = progress or (lambda frac, msg: None)
     work = working_case(case, settings.max_side)
     reduced = work.meta.get("reduced_from")
-    c = work.num_classes
-    h, w = work.gt.shape
-    tg = make_targets(work.gt, c, settings)
+    tg = make_targets(work.gt, work.num_classes, settings)
     target = torch.from_numpy(tg.target).to(dev)
     evaluators = _evaluators(settings.losses, settings.params, work.spacing)
-
-    # the same start for every loss; drop losses undefined here
-    image = None
-    with deterministic():
-        if settings.model == "logits":
-            if settings.start == "uniform":
-                z0 = torch.zeros((c, h, w))
-            elif settings.start == "prediction":
-                z0 = torch.log(torch.from_numpy(work.probs).clamp_min(EPS))
-            else:
-                z0 = settings.start_noise * torch.randn((c, h, w), generator=_generator(settings.seed, "start"))
-            probe = torch.softmax(z0, 0)[None].to(dev)
-        else:
-            image = cnn_input(work.gt, c, settings)
-            cnn0 = _cnn_init(1, c, settings.cnn_width, _generator(settings.seed, "cnn"))
-            x = torch.from_numpy(image)[None, None].to(dev)
-            with torch.no_grad():
-                probe = torch.softmax(_cnn_forward(x, [p.to(dev) for p in cnn0], 1, c), 1)
-        unavailable: dict[str, str] = {}
-        for name, ev in list(evaluators.items()):
-            try:
-                with torch.no_grad():
-                    v = ev(probe, target)
-                if not torch.isfinite(v).all():
-                    raise ValueError("not finite at the start")
-            except ValueError as err:
-                unavailable[name] = str(err).splitlines()[0]
-                del evaluators[name]
+    with deterministic():  # the same start for every loss; drop losses undefined here
+        z0, image, x, probe = _start(work, settings, dev)
+        unavailable = _drop_undefined(evaluators, probe, target)
         names = list(evaluators)
-        if not names:
-            raise ValueError("no chosen loss is defined on this case: " + "; ".join(
-                f"{k}: {v}" for k, v in unavailable.items()))
-        n_l = len(names)
-
-        if settings.model == "logits":
-            leaf = z0.to(dev).unsqueeze(0).repeat(n_l, 1, 1, 1).contiguous().requires_grad_(True)
-            params = [leaf]
-
-            def forward() -> torch.Tensor:
-                return leaf
-
-            scale = float(h * w)
-        else:
-            params = [p.to(dev).requires_grad_(True) for p in _cnn_init(n_l, c, settings.cnn_width,
-                                                                         _generator(settings.seed, "cnn"))]
-
-            def forward() -> torch.Tensor:
-                return _cnn_forward(x, params, n_l, c)
-
-            scale = 1.0
-        lr = settings.learning_rate
-        opt = _optimiser(settings, params, lr)
-
-        gt_onehot = one_hot(torch.from_numpy(work.gt)[None], c, dtype=torch.float32).to(dev)
-        gt_fg = torch.from_numpy(work.gt > 0).to(dev)
-        present = (gt_onehot.flatten(2).sum(2)[0, 1:] > 0).to(torch.float32)
-        band_t = None if tg.band is None else torch.from_numpy(tg.band).to(dev)
-        disputed_t = torch.from_numpy(tg.disputed).to(dev)
-        expected_fg = torch.from_numpy(1.0 - tg.expected[0]).to(dev)
-
-        frames = settings.frames()
-        frame_set = {s: i for i, s in enumerate(frames)}
-        n_f = len(frames)
-        fg_frames = np.empty((n_f, n_l, h, w), np.uint8)
-        label_frames = np.empty((n_f, n_l, h, w), np.uint8)
-        per_frame: dict[str, list[np.ndarray]] = {}
-        loss_hist = torch.empty((settings.steps + 1, n_l), dtype=torch.float64, device=dev)
-        fns = [evaluators[n] for n in names]
-        report(0.0, "training")
-        tick = max(1, settings.steps // 50)
-        for step in range(settings.steps + 1):
-            probs = torch.softmax(forward(), 1)
-            values = torch.cat([fn(probs[i:i + 1], target) for i, fn in enumerate(fns)])
-            loss_hist[step] = values.detach().to(torch.float64)
-            if step in frame_set:
-                with torch.no_grad():
-                    st_ = _frame_stats(probs.detach(), gt_onehot, gt_fg, present, band_t, disputed_t, expected_fg)
-                k = frame_set[step]
-                fg_frames[k] = (st_["fg"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
-                label_frames[k] = st_["labels"].to(torch.uint8).cpu().numpy()
-                for key in ("dice", "size_ratio", "soft_ratio", "band_q", "disputed_q", "calibration",
-                            "undecided"):
-                    if key in st_:
-                        per_frame.setdefault(key, []).append(st_[key].detach().to(torch.float64).cpu().numpy())
-            if step == settings.steps:
-                break
-            opt.zero_grad(set_to_none=True)
-            (values * scale).sum().backward()
-            opt.step()
-            if step % tick == 0:
-                report(0.85 * (step + 1) / settings.steps, f"step {step + 1} / {settings.steps}")
-    loss = loss_hist.cpu().numpy()
-
-    # HD95 on the metric frames, from the recorded arg-max maps
-    report(0.87, "surface distances")
-    m_every = int(settings.metric_every) or max(1, n_f // 10)
-    metric_frames = sorted(set(range(0, n_f, m_every)) | {n_f - 1})
-    hd95 = np.full((len(metric_frames), n_l), np.nan)
-    finals: dict[str, dict] = {}
-    for j, k in enumerate(metric_frames):
-        for i, name in enumerate(names):
-            m = _mean_metrics(label_frames[k, i], work.gt, work.spacing, c)
-            hd95[j, i] = np.nan if m["hd95"] is None else m["hd95"]
-            if k == n_f - 1:
-                finals[name] = m
-
+        params, forward, scale = _model(settings, z0, x, len(names), work.num_classes, dev)
+        run = _train(work, settings, tg, target, [evaluators[n] for n in names], params, forward, scale, dev,
+                     report)
+    report(0.87, "surface distances")  # HD95 on the metric frames, from the recorded arg-max maps
+    metric_frames, hd95, finals = _surface_metrics(work, settings, names, run["labels"])
     band = None
     if tg.band is not None and band_model_points > 0:
         report(0.92, "band model")
         band = band_model(tg, evaluators, names, n_q=band_model_points, device=dev)
     closed = closed_forms(tg, work.gt) if tg.band is not None else {}
-    arrays = {k: np.stack(v) for k, v in per_frame.items()}
+    arrays = run["frames"]
     traj = Trajectory(
         names=names, titles={n: get_loss(n).title for n in names}, settings=settings, gt=work.gt,
         class_names=work.class_names, spacing=work.spacing, targets=tg, image=image,
-        frame_steps=np.asarray(frames), foreground=fg_frames, labels=label_frames, loss=loss,
+        frame_steps=np.asarray(settings.frames()), foreground=run["fg"], labels=run["labels"], loss=run["loss"],
         dice=arrays["dice"], size_ratio=arrays["size_ratio"], soft_ratio=arrays["soft_ratio"],
         band_q=arrays.get("band_q"), disputed_q=arrays["disputed_q"], calibration=arrays["calibration"],
         undecided=arrays["undecided"], metric_frames=np.asarray(metric_frames), hd95=hd95, rows=[],
@@ -683,6 +584,117 @@ def optimise(
     traj.seconds = time.perf_counter() - t_start
     report(1.0, "done")
     return traj
+
+
+def _start(work: Case, settings: Settings, dev) -> tuple:
+    """``(z0, image, x, probe)``: the start logits (free-logit model) or the CNN input image and
+    tensor, and the start prediction ``(1, C, H, W)`` every loss is first evaluated at."""
+    c = work.num_classes
+    h, w = work.gt.shape
+    if settings.model == "logits":
+        if settings.start == "uniform":
+            z0 = torch.zeros((c, h, w))
+        elif settings.start == "prediction":
+            z0 = torch.log(torch.from_numpy(work.probs).clamp_min(EPS))
+        else:
+            z0 = settings.start_noise * torch.randn((c, h, w), generator=_generator(settings.seed, "start"))
+        return z0, None, None, torch.softmax(z0, 0)[None].to(dev)
+    image = cnn_input(work.gt, c, settings)
+    cnn0 = _cnn_init(1, c, settings.cnn_width, _generator(settings.seed, "cnn"))
+    x = torch.from_numpy(image)[None, None].to(dev)
+    with torch.no_grad():
+        probe = torch.softmax(_cnn_forward(x, [p.to(dev) for p in cnn0], 1, c), 1)
+    return None, image, x, probe
+
+
+def _drop_undefined(evaluators: dict[str, _Evaluator], probe: torch.Tensor, target: torch.Tensor) -> dict[str, str]:
+    """Remove (and return with their one-line reasons) the losses undefined or not finite at the start."""
+    unavailable: dict[str, str] = {}
+    for name, ev in list(evaluators.items()):
+        try:
+            with torch.no_grad():
+                v = ev(probe, target)
+            if not torch.isfinite(v).all():
+                raise ValueError("not finite at the start")
+        except ValueError as err:
+            unavailable[name] = str(err).splitlines()[0]
+            del evaluators[name]
+    if not evaluators:
+        raise ValueError("no chosen loss is defined on this case: " + "; ".join(
+            f"{k}: {v}" for k, v in unavailable.items()))
+    return unavailable
+
+
+def _model(settings: Settings, z0, x, n_l: int, c: int, dev) -> tuple[list[torch.Tensor], Callable, float]:
+    """``(parameters, forward, scale)``: one free logit field or one tiny CNN per loss; ``forward()``
+    gives the ``(L, C, H, W)`` logits; ``scale`` multiplies the losses before the backward pass."""
+    if settings.model == "logits":
+        leaf = z0.to(dev).unsqueeze(0).repeat(n_l, 1, 1, 1).contiguous().requires_grad_(True)
+        return [leaf], lambda: leaf, float(z0.shape[-2] * z0.shape[-1])
+    params = [p.to(dev).requires_grad_(True) for p in _cnn_init(n_l, c, settings.cnn_width,
+                                                                 _generator(settings.seed, "cnn"))]
+    return params, lambda: _cnn_forward(x, params, n_l, c), 1.0
+
+
+def _train(work: Case, settings: Settings, tg: Targets, target: torch.Tensor, fns: list[_Evaluator],
+           params: list[torch.Tensor], forward: Callable, scale: float, dev, report) -> dict[str, Any]:
+    """The optimisation loop: loss history ``(steps + 1, L)`` and the recorded frames."""
+    c, n_l = work.num_classes, len(fns)
+    h, w = work.gt.shape
+    opt = _optimiser(settings, params, settings.learning_rate)
+    gt_onehot = one_hot(torch.from_numpy(work.gt)[None], c, dtype=torch.float32).to(dev)
+    gt_fg = torch.from_numpy(work.gt > 0).to(dev)
+    present = (gt_onehot.flatten(2).sum(2)[0, 1:] > 0).to(torch.float32)
+    band_t = None if tg.band is None else torch.from_numpy(tg.band).to(dev)
+    disputed_t = torch.from_numpy(tg.disputed).to(dev)
+    expected_fg = torch.from_numpy(1.0 - tg.expected[0]).to(dev)
+    frames = settings.frames()
+    frame_set = {s: i for i, s in enumerate(frames)}
+    fg_frames = np.empty((len(frames), n_l, h, w), np.uint8)
+    label_frames = np.empty((len(frames), n_l, h, w), np.uint8)
+    per_frame: dict[str, list[np.ndarray]] = {}
+    loss_hist = torch.empty((settings.steps + 1, n_l), dtype=torch.float64, device=dev)
+    report(0.0, "training")
+    tick = max(1, settings.steps // 50)
+    for step in range(settings.steps + 1):
+        probs = torch.softmax(forward(), 1)
+        values = torch.cat([fn(probs[i:i + 1], target) for i, fn in enumerate(fns)])
+        loss_hist[step] = values.detach().to(torch.float64)
+        if step in frame_set:
+            with torch.no_grad():
+                st_ = _frame_stats(probs.detach(), gt_onehot, gt_fg, present, band_t, disputed_t, expected_fg)
+            k = frame_set[step]
+            fg_frames[k] = (st_["fg"].clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+            label_frames[k] = st_["labels"].to(torch.uint8).cpu().numpy()
+            for key in ("dice", "size_ratio", "soft_ratio", "band_q", "disputed_q", "calibration", "undecided"):
+                if key in st_:
+                    per_frame.setdefault(key, []).append(st_[key].detach().to(torch.float64).cpu().numpy())
+        if step == settings.steps:
+            break
+        opt.zero_grad(set_to_none=True)
+        (values * scale).sum().backward()
+        opt.step()
+        if step % tick == 0:
+            report(0.85 * (step + 1) / settings.steps, f"step {step + 1} / {settings.steps}")
+    return {"loss": loss_hist.cpu().numpy(), "fg": fg_frames, "labels": label_frames,
+            "frames": {k: np.stack(v) for k, v in per_frame.items()}}
+
+
+def _surface_metrics(work: Case, settings: Settings, names: list[str], label_frames: np.ndarray) -> tuple:
+    """``(metric_frames, hd95 (frames, L), finals)``: HD95 every ``metric_every`` frames (and the
+    last), and every metric of the final frame per loss."""
+    n_f = label_frames.shape[0]
+    m_every = int(settings.metric_every) or max(1, n_f // 10)
+    metric_frames = sorted(set(range(0, n_f, m_every)) | {n_f - 1})
+    hd95 = np.full((len(metric_frames), len(names)), np.nan)
+    finals: dict[str, dict] = {}
+    for j, k in enumerate(metric_frames):
+        for i, name in enumerate(names):
+            m = _mean_metrics(label_frames[k, i], work.gt, work.spacing, work.num_classes)
+            hd95[j, i] = np.nan if m["hd95"] is None else m["hd95"]
+            if k == n_f - 1:
+                finals[name] = m
+    return metric_frames, hd95, finals
 
 
 def _optimiser(settings: Settings, params: list[torch.Tensor], lr: float) -> torch.optim.Optimizer:

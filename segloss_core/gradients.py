@@ -604,47 +604,65 @@ def _dice_items(case, r: LossGradient, wrt, channel, groups, check) -> list[Expl
             f"own probability, so it vanishes where s = 0 (not flat, unlike the linear form).",
             nums, r"\frac{\partial L}{\partial s_j} = \frac{2 s_j (2I+\epsilon)}{K(S_2+G_2+\epsilon)^2}"))
     else:
-        off, on = float(t.off_class[i]), float(t.on_class[i])
-        nums.update(off_class=off, on_class=on, ratio=abs(on) / off if off > 0 else float("nan"))
-        if tsum == 0:
-            items.append(ExplanationItem(
-                "dice", "empty",
-                f"Class '{cname}' is absent (|G| = 0): every pixel gets eps/(K (|S|+eps)^2) = {_g(off)}; with "
-                "smooth=0 the loss is constant 1 and the gradient 0.", nums))
+        items.extend(_dice_linear_items(case, t, i, channel, s, lead, nums))
+    items.extend(_dice_spread_items(case, r, wrt, channel, nums))
+    items.extend(check)
+    return items
+
+
+def _dice_linear_items(case, t, i: int, channel: int, s, lead: str, nums: dict) -> list[ExplanationItem]:
+    """Linear-denominator Dice: the off-class and on-class gradients, and the half-size counterfactual."""
+    items: list[ExplanationItem] = []
+    k_used, cname = len(t.classes), case.class_names[channel]
+    inter, pred, tsum = float(t.intersection[i]), float(t.pred_sum[i]), float(t.target_sum[i])
+    off, on = float(t.off_class[i]), float(t.on_class[i])
+    nums.update(off_class=off, on_class=on, ratio=abs(on) / off if off > 0 else float("nan"))
+    if tsum == 0:
+        items.append(ExplanationItem(
+            "dice", "empty",
+            f"Class '{cname}' is absent (|G| = 0): every pixel gets eps/(K (|S|+eps)^2) = {_g(off)}; with "
+            "smooth=0 the loss is constant 1 and the gradient 0.", nums))
+    else:
+        items.append(ExplanationItem(
+            "dice", "off_class",
+            f"{lead}every pixel not of class '{cname}' gets the same gradient (2I+eps)/(K (|S|+|G|+eps)^2) = "
+            f"{_g(off)} on channel {channel}, however confident or far from the object it is "
+            f"(I = {_g(inter)}, |S| = {_g(pred)}, |G| = {_g(tsum)}: soft sums).",
+            nums, r"\frac{\partial L}{\partial s_j}\Big|_{g_j=0} = \frac{2I+\epsilon}{K(|S|+|G|+\epsilon)^2}"))
+        items.append(ExplanationItem(
+            "dice", "on_class",
+            f"{lead}every pixel of class '{cname}' gets -(2(|S|+|G|-I)+eps)/(K (|S|+|G|+eps)^2) = {_g(on)}: "
+            f"{_g(nums['ratio'])} times the background value and of opposite sign.",
+            nums, r"\frac{\partial L}{\partial s_j}\Big|_{g_j=1} = "
+                  r"-\frac{2(|S|+|G|-I)+\epsilon}{K(|S|+|G|+\epsilon)^2}"))
+        # counterfactual: the object at half its size, same per-pixel probabilities
+        inside = float((s[channel] * (case.gt == channel)).sum())
+        i2, g2, s2 = inter / 2, tsum / 2, pred - inside / 2
+        off2 = (2 * i2 + t.smooth) / (k_used * (s2 + g2 + t.smooth) ** 2)
+        on2 = -(2 * (s2 + g2 - i2) + t.smooth) / (k_used * (s2 + g2 + t.smooth) ** 2)
+        nums.update(off_class_half=off2, on_class_half=on2)
+        r_off = off2 / off if off else float("nan")
+        r_on = on2 / on if on else float("nan")
+        nums.update(off_class_half_ratio=r_off, on_class_half_ratio=r_on)
+        fp = pred - inter
+        if r_off > 1 and r_on > 1:
+            why = ("Dice normalises by |S|+|G|, so a smaller object gets larger per-pixel gradients "
+                   "everywhere; CE's per-pixel gradient would not change.")
         else:
-            items.append(ExplanationItem(
-                "dice", "off_class",
-                f"{lead}every pixel not of class '{cname}' gets the same gradient (2I+eps)/(K (|S|+|G|+eps)^2) = "
-                f"{_g(off)} on channel {channel}, however confident or far from the object it is "
-                f"(I = {_g(inter)}, |S| = {_g(pred)}, |G| = {_g(tsum)}: soft sums).",
-                nums, r"\frac{\partial L}{\partial s_j}\Big|_{g_j=0} = \frac{2I+\epsilon}{K(|S|+|G|+\epsilon)^2}"))
-            items.append(ExplanationItem(
-                "dice", "on_class",
-                f"{lead}every pixel of class '{cname}' gets -(2(|S|+|G|-I)+eps)/(K (|S|+|G|+eps)^2) = {_g(on)}: "
-                f"{_g(nums['ratio'])} times the background value and of opposite sign.",
-                nums, r"\frac{\partial L}{\partial s_j}\Big|_{g_j=1} = "
-                      r"-\frac{2(|S|+|G|-I)+\epsilon}{K(|S|+|G|+\epsilon)^2}"))
-            # counterfactual: the object at half its size, same per-pixel probabilities
-            inside = float((s[channel] * (case.gt == channel)).sum())
-            i2, g2, s2 = inter / 2, tsum / 2, pred - inside / 2
-            off2 = (2 * i2 + t.smooth) / (k_used * (s2 + g2 + t.smooth) ** 2)
-            on2 = -(2 * (s2 + g2 - i2) + t.smooth) / (k_used * (s2 + g2 + t.smooth) ** 2)
-            nums.update(off_class_half=off2, on_class_half=on2)
-            r_off = off2 / off if off else float("nan")
-            r_on = on2 / on if on else float("nan")
-            nums.update(off_class_half_ratio=r_off, on_class_half_ratio=r_on)
-            fp = pred - inter
-            if r_off > 1 and r_on > 1:
-                why = ("Dice normalises by |S|+|G|, so a smaller object gets larger per-pixel gradients "
-                       "everywhere; CE's per-pixel gradient would not change.")
-            else:
-                why = (f"The soft false positives |S|-I = {_g(fp)} dominate |S|+|G| here, so shrinking the object "
-                       "does not raise the background value; CE's per-pixel gradient would not change.")
-            items.append(ExplanationItem(
-                "dice", "half_size",
-                f"If the object had half as many pixels (same probabilities), these would become "
-                f"{_g(off2)} and {_g(on2)} (x{_g(r_off)} and x{_g(r_on)}). " + why,
-                nums))
+            why = (f"The soft false positives |S|-I = {_g(fp)} dominate |S|+|G| here, so shrinking the object "
+                   "does not raise the background value; CE's per-pixel gradient would not change.")
+        items.append(ExplanationItem(
+            "dice", "half_size",
+            f"If the object had half as many pixels (same probabilities), these would become "
+            f"{_g(off2)} and {_g(on2)} (x{_g(r_off)} and x{_g(r_on)}). " + why,
+            nums))
+    return items
+
+
+def _dice_spread_items(case, r: LossGradient, wrt, channel: int, nums: dict) -> list[ExplanationItem]:
+    """Where Dice's gradient lies: its share off the class, and its logit-space shape."""
+    items: list[ExplanationItem] = []
+    cname = case.class_names[channel]
     mag_c = np.abs(r.grad[channel])
     total_c = float(mag_c.sum())
     outside_obj = case.gt != channel
@@ -668,7 +686,6 @@ def _dice_items(case, r: LossGradient, wrt, channel, groups, check) -> list[Expl
             f"the prediction is saturated: here off-class pixels range from {_g(lo)} to {_g(hi)} in |gradient|.",
             {"off_class_min": lo, "off_class_max": hi}, r"\frac{\partial L}{\partial z_{jk}} = s_{jk}\Big("
             r"\frac{\partial L}{\partial s_{jk}} - \sum_m s_{jm}\frac{\partial L}{\partial s_{jm}}\Big)"))
-    items.extend(check)
     return items
 
 

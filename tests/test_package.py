@@ -109,3 +109,14 @@ def test_callable_modules_keep_the_public_calls():
     assert sc.metrics(gt, gt, spacing=(2.0, 1.0))[1]["dice"] == 1.0
     assert sc.landscape is landscape_module and callable(sc.landscape)
     assert hasattr(sc.metrics, "confusion_counts") and hasattr(sc.landscape, "LandscapeResult")
+
+
+def test_no_function_over_100_lines():
+    long = []
+    for path in ROOT.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                n = node.end_lineno - node.lineno + 1
+                if n > 100:
+                    long.append(f"{_module_name(path)}.{node.name}: {n} lines")
+    assert long == []

@@ -28,7 +28,18 @@ Convention:
       is reused by every prediction it is compared with (prediction maps are cached too, which pays
       off when the app re-evaluates one prediction; pass ``cache=False`` to skip it). Maps larger
       than half the budget are not cached. :func:`clear_cache`, :func:`cache_info`. Cached arrays
-      are read-only float64; every call returns a fresh tensor.
+      are read-only; every call returns a fresh tensor.
+    - One EDT per mask: the signed and the unsigned map both derive from the mask's two-sided
+      distance :math:`u = EDT(m) + EDT(\bar m)` (each pixel's distance to the nearest pixel on the
+      other side; the two terms are non-zero on disjoint pixels), which is what the cache keeps, so
+      the boundary loss, the Hausdorff-DT losses and anything else reading a ground truth's maps
+      share one transform per channel.
+    - Precision: float64 output (``dtype=torch.float64``, or float64 input) is scipy's exact EDT in
+      float64. Float32 output uses the ``edt`` package (Silversmith, seung-lab; exact
+      Felzenszwalb-Huttenlocher squared-distance passes, multi-threaded over
+      ``torch.get_num_threads()`` threads, one multi-label call giving :math:`u` directly) when it
+      is installed: its float32 distances lie within 4e-7 (relative) of scipy's float64 ones, about
+      8x faster on a 200^3 volume; scipy otherwise.
 """
 
 from __future__ import annotations
@@ -151,6 +162,44 @@ def _bbox(mask: np.ndarray, grow: int = 1) -> tuple[slice, ...]:
     return tuple(slices)
 
 
+def _fast_edt():
+    """``edt.edt`` of the ``edt`` package, or ``None`` when it is not installed (scipy then)."""
+    try:
+        from edt import edt
+    except ImportError:  # pragma: no cover - a requirement; kept for plain-torch machines
+        return None
+    return edt
+
+
+def _threads() -> int:
+    return max(1, torch.get_num_threads())
+
+
+def edt_of(mask: np.ndarray, spacing: tuple[float, ...], exact: bool = True) -> np.ndarray:
+    """EDT of ``mask`` (each True pixel's distance to the nearest False pixel, 0 on False pixels);
+    ``exact``: scipy in float64, else float32 from the ``edt`` package (see the module docstring).
+    ``mask`` must hold a False pixel."""
+    fast = None if exact else _fast_edt()
+    if fast is None:
+        return _edt_inside(mask, spacing)
+    return fast(np.ascontiguousarray(mask), anisotropy=spacing, black_border=False, parallel=_threads())
+
+
+def two_sided(mask: np.ndarray, spacing: tuple[float, ...], exact: bool = True) -> np.ndarray:
+    """``EDT(mask) + EDT(~mask)``: every pixel's distance to the nearest pixel on the other side of
+    the mask's boundary (>= one pixel step everywhere). ``mask`` must hold both kinds of pixels.
+    ``exact``: float64 (scipy, two bounding-box EDTs); else float32, one multi-label call of the
+    ``edt`` package on the labels ``mask + 1`` (its distance to the nearest pixel of the other label
+    is exactly this sum)."""
+    fast = None if exact else _fast_edt()
+    if fast is None:
+        out = _edt_inside(mask, spacing)
+        out += _edt_inside(~mask, spacing)
+        return out if exact else out.astype(np.float32)
+    labels = np.ascontiguousarray(mask).view(np.uint8) + np.uint8(1)
+    return fast(labels, anisotropy=spacing, black_border=False, parallel=_threads())
+
+
 def _edt_inside(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """EDT of ``mask`` (distance of each True pixel to the nearest False pixel), 0 on False pixels.
 
@@ -208,26 +257,33 @@ def signed_distance(mask, spacing=None, *, boundary: str = "inner") -> np.ndarra
     return np.where(mask, c_in - inside, outside - c_out)
 
 
-def _signed_one(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    return signed_distance(mask, spacing, boundary="inner")
+def _signed_one(mask: np.ndarray, u: np.ndarray, out: np.ndarray) -> None:
+    # Kervadec one_hot2dist (signed_distance, boundary="inner"): u outside, 1 - u inside
+    np.subtract(1, u, out=out, where=mask)
+    np.copyto(out, u, where=~mask)
 
 
-def _unsigned_one(mask: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
-    # the two EDTs are non-zero on disjoint pixel sets, so their sum is one of them per pixel
-    out = _edt_inside(mask, spacing)
-    out += _edt_inside(~mask, spacing)
-    return out
+def _unsigned_one(mask: np.ndarray, u: np.ndarray, out: np.ndarray) -> None:
+    out[...] = u
+
+
+def _exact(dtype: torch.dtype | None, like: torch.Tensor) -> bool:
+    """Whether the maps are wanted in float64 (scipy's exact EDT) rather than float32."""
+    if dtype is None:
+        dtype = like.dtype if like.is_floating_point() else torch.get_default_dtype()
+    return dtype == torch.float64
 
 
 def _per_image_maps(
     hard: np.ndarray,
     spacing: tuple[float, ...],
-    kind: str,
-    compute_one: Callable[[np.ndarray, tuple[float, ...]], np.ndarray],
+    fill: Callable[[np.ndarray, np.ndarray, np.ndarray], None],
     cache: bool,
+    exact: bool = True,
 ) -> np.ndarray:
-    """Apply ``compute_one`` to every ``(b, c)`` image of ``hard`` (zeros for empty / full images)."""
-    out = np.zeros(hard.shape, dtype=np.float64)
+    """``fill(mask, u, out)`` for every ``(b, c)`` image of ``hard``, ``u`` its two-sided distance
+    (:func:`two_sided`, cached; zeros for empty / full images); float64 when ``exact``, else float32."""
+    out = np.zeros(hard.shape, dtype=np.float64 if exact else np.float32)
     spatial = hard.shape[2:]
     done: dict[bytes, np.ndarray] = {}
     for b in range(hard.shape[0]):
@@ -236,16 +292,16 @@ def _per_image_maps(
             if not mask.any() or mask.all():
                 continue
             dig = _digest(mask)
-            arr = done.get(dig)
-            if arr is None:
-                key = (kind, spatial, spacing, dig)
-                arr = _cache_get(key) if cache else None
-                if arr is None:
-                    arr = compute_one(mask, spacing)
+            u = done.get(dig)
+            if u is None:
+                key = ("two_sided", spatial, spacing, dig, exact)
+                u = _cache_get(key) if cache else None
+                if u is None:
+                    u = two_sided(mask, spacing, exact)
                     if cache:
-                        _cache_put(key, arr)
-                done[dig] = arr
-            out[b, c] = arr
+                        _cache_put(key, u)
+                done[dig] = u
+            fill(mask, u, out[b, c])
     return out
 
 
@@ -293,7 +349,7 @@ def signed_distance_map(
     """
     hard, t = _hard_masks(target)
     sp = normalize_spacing(spacing, hard.ndim - 2)
-    return _out_tensor(_per_image_maps(hard, sp, "signed", _signed_one, cache), t, dtype)
+    return _out_tensor(_per_image_maps(hard, sp, _signed_one, cache, _exact(dtype, t)), t, dtype)
 
 
 def unsigned_distance_map(
@@ -328,7 +384,7 @@ def unsigned_distance_map(
     """
     hard, t = _hard_masks(mask)
     sp = normalize_spacing(spacing, hard.ndim - 2)
-    return _out_tensor(_per_image_maps(hard, sp, "unsigned", _unsigned_one, cache), t, dtype)
+    return _out_tensor(_per_image_maps(hard, sp, _unsigned_one, cache, _exact(dtype, t)), t, dtype)
 
 
 def inner_boundary(hard: np.ndarray) -> np.ndarray:
@@ -351,14 +407,14 @@ def inner_boundary(hard: np.ndarray) -> np.ndarray:
     return hard & ~eroded
 
 
-def _boundary_weight_one(boundary: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+def _boundary_weight_one(boundary: np.ndarray, spacing: tuple[float, ...], exact: bool = True) -> np.ndarray:
+    ftype = np.float64 if exact else np.float32
     if not boundary.any():
-        return np.zeros(boundary.shape, dtype=np.float64)
-    dist = ndimage.distance_transform_edt(~boundary, sampling=spacing)
-    top = dist.max()
-    if top == 0:  # every pixel is a boundary pixel
-        return np.ones(boundary.shape, dtype=np.float64)
-    return 1.0 - dist / top
+        return np.zeros(boundary.shape, dtype=ftype)
+    if boundary.all():  # every pixel is a boundary pixel
+        return np.ones(boundary.shape, dtype=ftype)
+    dist = edt_of(~boundary, spacing, exact)
+    return (1.0 - dist / dist.max()).astype(ftype, copy=False)
 
 
 def boundary_weight_map(
@@ -406,14 +462,15 @@ def boundary_weight_map(
     selected = hard if include_background else hard[:, 1:]
     boundary = inner_boundary(selected).any(axis=1, keepdims=True)
     boundary = np.ascontiguousarray(boundary)
-    maps = np.zeros(boundary.shape, dtype=np.float64)
+    exact = _exact(dtype, t)
+    maps = np.zeros(boundary.shape, dtype=np.float64 if exact else np.float32)
     for b in range(boundary.shape[0]):
         if not boundary[b, 0].any():
             continue
-        key = ("bweight", boundary.shape[2:], sp, _digest(boundary[b, 0]))
+        key = ("bweight", boundary.shape[2:], sp, _digest(boundary[b, 0]), exact)
         arr = _cache_get(key) if cache else None
         if arr is None:
-            arr = _boundary_weight_one(boundary[b, 0], sp)
+            arr = _boundary_weight_one(boundary[b, 0], sp, exact)
             if cache:
                 _cache_put(key, arr)
         maps[b, 0] = arr
@@ -425,9 +482,11 @@ __all__ = [
     "boundary_weight_map",
     "cache_info",
     "clear_cache",
+    "edt_of",
     "inner_boundary",
     "normalize_spacing",
     "signed_distance",
     "signed_distance_map",
+    "two_sided",
     "unsigned_distance_map",
 ]

@@ -223,3 +223,19 @@ def test_bad_spacing_raises(spacing, match):
 def test_bad_shape_raises():
     with pytest.raises(ValueError, match="expected a"):
         unsigned_distance_map(torch.zeros(8, 8))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.7, 1.3, 2.1)])
+def test_float32_maps_agree_with_float64_scipy_in_3d(spacing):
+    """Float32 maps (the fast EDT when installed) lie within 1e-6 (relative) of scipy's float64 EDT."""
+    z, y, x = np.indices((23, 31, 27))
+    ball = (z - 11) ** 2 / 64 + (y - 14) ** 2 / 100 + (x - 12) ** 2 / 49 < 1
+    target = torch.from_numpy(np.stack([~ball, ball])[None]).double()
+    for fn, ref in ((signed_distance_map, kervadec_signed), (unsigned_distance_map, edt_sum)):
+        ours = fn(target, spacing, cache=False, dtype=torch.float32)
+        assert ours.dtype == torch.float32
+        want = torch.from_numpy(ref(target.numpy() > 0.5, spacing)).float()
+        torch.testing.assert_close(ours, want, rtol=1e-6, atol=1e-6)
+    weight = boundary_weight_map(target, spacing, cache=False, dtype=torch.float32)
+    torch.testing.assert_close(weight.double(), boundary_weight_map(target, spacing, cache=False),
+                               rtol=1e-6, atol=1e-6)

@@ -534,20 +534,36 @@ def sensitivity_specificity_loss(probs: torch.Tensor, target: torch.Tensor, *, r
 # ----------------------------------------------------------------------------------------------
 
 
+#: Values sorted at once by the Lovász losses: the rows of the error table go through the sort in
+#: groups of about this many values (one row at a time for a 3-D volume), so the sort's int64
+#: index and the cumulative sums below hold one group, not the whole table. Same numbers.
+LOVASZ_CHUNK = 1 << 22
+
+
 def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
-    """Gradient of the Lovász extension of the Jaccard loss for rows of sorted ground truth ``(n, P)``."""
+    """Gradient of the Lovász extension of the Jaccard loss for rows of sorted ground truth ``(n, P)``:
+    :math:`J_r - J_{r-1}` with :math:`J_r = 1 - I_r / U_r` (the Jaccard loss when the first ``r``
+    pixels are wrong). Computed in place (no graph), the same operations as the plain formula."""
     gts = gt_sorted.sum(-1, keepdim=True)
-    intersection = gts - gt_sorted.cumsum(-1)
-    union = gts + (1 - gt_sorted).cumsum(-1)  # > 0 everywhere for labels in [0, 1]
-    jaccard = 1 - intersection / union
-    return torch.cat([jaccard[..., :1], jaccard.diff(dim=-1)], dim=-1)
+    union = (1 - gt_sorted).cumsum(-1).add_(gts)  # > 0 everywhere for labels in [0, 1]
+    cum = gt_sorted.cumsum(-1)
+    jaccard = torch.sub(gts, cum, out=cum).div_(union).neg_().add_(1)  # 1 - intersection / union
+    grad = union  # reused: grad[0] = J[0], grad[r] = J[r] - J[r - 1]
+    grad[..., :1] = jaccard[..., :1]
+    torch.sub(jaccard[..., 1:], jaccard[..., :-1], out=grad[..., 1:])
+    return grad
 
 
 def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor, relu: bool = False) -> torch.Tensor:
     """Lovász extension of the Jaccard loss per row: ``errors`` and ``fg`` are ``(n, P)`` -> ``(n,)``."""
+    step = max(1, LOVASZ_CHUNK // max(1, errors.shape[-1]))
+    if errors.shape[0] > step:
+        return torch.cat([_lovasz_rows(errors[i : i + step], fg[i : i + step], relu)
+                          for i in range(0, errors.shape[0], step)])
     errors_sorted, perm = torch.sort(errors, dim=-1, descending=True)
     with torch.no_grad():
         grad = _lovasz_grad(fg.detach().gather(-1, perm))
+    del perm
     if relu:
         errors_sorted = torch.relu(errors_sorted)
     return (errors_sorted * grad).sum(-1)

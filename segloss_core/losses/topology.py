@@ -45,17 +45,72 @@ def _neighbours(x: torch.Tensor, op, separable: bool) -> torch.Tensor:
     the input only (a cross, 2d + 1 pixels); ``True``: axis after axis on the running result (the
     3 x 3 (x 3) box). Shifted slices instead of pooling: min / max are exact, so the values equal
     the pooling's; 2 elementwise passes per axis and no index tensor (pooling on the CPU keeps one)."""
-    out = x.clone()
-    src = x
-    for axis in range(2, x.ndim):
-        n = x.shape[axis]
-        if separable:
-            src = out.clone()
-        if n > 1:
-            lo, hi = out.narrow(axis, 0, n - 1), out.narrow(axis, 1, n - 1)
-            op(lo, src.narrow(axis, 1, n - 1), out=lo)
-            op(hi, src.narrow(axis, 0, n - 1), out=hi)
+    out = torch.empty_like(x)
+    if separable:
+        _box_into(x, op, out, torch.empty_like(x))
+    else:
+        _cross_into(x, op, out)
     return out
+
+
+def _line_into(src: torch.Tensor, op, axis: int, out: torch.Tensor) -> None:
+    """``out = op(src, src shifted by +-1 along axis)`` (neighbours beyond the edge take no part);
+    ``out`` must not overlap ``src``. Two elementwise passes."""
+    n = src.shape[axis]
+    if n == 1:
+        out.copy_(src)
+        return
+    op(src.narrow(axis, 0, n - 1), src.narrow(axis, 1, n - 1), out=out.narrow(axis, 0, n - 1))
+    out.narrow(axis, n - 1, 1).copy_(src.narrow(axis, n - 1, 1))
+    upper = out.narrow(axis, 1, n - 1)
+    op(upper, src.narrow(axis, 0, n - 1), out=upper)
+
+
+def _cross_into(x: torch.Tensor, op, out: torch.Tensor) -> None:
+    """``out`` = ``op`` over each pixel of ``x`` and its 2d axis neighbours (the erosion's cross)."""
+    _line_into(x, op, 2, out)
+    for axis in range(3, x.ndim):
+        n = x.shape[axis]
+        if n > 1:
+            lower, upper = out.narrow(axis, 0, n - 1), out.narrow(axis, 1, n - 1)
+            op(lower, x.narrow(axis, 1, n - 1), out=lower)
+            op(upper, x.narrow(axis, 0, n - 1), out=upper)
+
+
+def _box_into(x: torch.Tensor, op, out: torch.Tensor, tmp: torch.Tensor) -> None:
+    """``out`` = ``op`` over the 3 x 3 (x 3) box of each pixel of ``x``: axis by axis (separable),
+    alternating between ``out`` and ``tmp`` so the last axis lands in ``out``."""
+    axes = list(range(2, x.ndim))
+    src = x
+    for i, axis in enumerate(axes):
+        dst = out if (len(axes) - 1 - i) % 2 == 0 else tmp
+        _line_into(src, op, axis, dst)
+        src = dst
+
+
+def _skeleton_no_graph(x: torch.Tensor, iterations: int) -> torch.Tensor:
+    """:func:`soft_skeleton` without a graph: the same operations in the same order (so the same
+    numbers), written into five reused buffers instead of fresh tensors per step (on a 3-D volume
+    the allocations' page faults cost as much as the arithmetic)."""
+    ero, nxt, opened, tmp, skel = (torch.empty_like(x) for _ in range(5))
+    _cross_into(x, torch.minimum, ero)
+    _box_into(ero, torch.maximum, opened, tmp)
+    torch.sub(x, opened, out=skel).relu_()
+    for _ in range(iterations):
+        _cross_into(ero, torch.minimum, nxt)
+        _box_into(nxt, torch.maximum, opened, tmp)
+        delta = torch.sub(ero, opened, out=opened).relu_()
+        torch.mul(skel, delta, out=tmp)
+        skel.add_(torch.sub(delta, tmp, out=tmp).relu_())
+        ero, nxt = nxt, ero
+    return skel
+
+
+def _skeleton_channels(x: torch.Tensor, iterations: int):
+    """``(c, skeleton of channel c)`` for each channel of ``x`` without a graph, one at a time (a
+    volume's temporaries then hold one channel, not all)."""
+    for c in range(x.shape[1]):
+        yield c, _skeleton_no_graph(x[:, c : c + 1], iterations)
 
 
 def soft_erode(x: torch.Tensor) -> torch.Tensor:
@@ -102,6 +157,11 @@ def soft_skeleton(x: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     """
     if int(iterations) < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if _no_graph(x):
+        out = torch.empty_like(x)
+        for c, skel in _skeleton_channels(x, int(iterations)):
+            out[:, c : c + 1] = skel
+        return out
     nxt = soft_erode(x)
     skel = F.relu(x - soft_dilate(nxt))
     for _ in range(int(iterations)):
@@ -125,6 +185,16 @@ def _cldice_per_sample(probs, target, start, iterations, smooth_nr, smooth_dr, s
     skel_true = _target_skeleton(target, start, iterations)
     probs, target = probs[:, start:], target[:, start:]
     dims = tuple(range(1, probs.ndim))
+    if _no_graph(probs):  # channel by channel (same sums, added per channel)
+        hit = torch.zeros(probs.shape[0], dtype=probs.dtype, device=probs.device)
+        size, covered = hit.clone(), hit.clone()
+        for c, skel in _skeleton_channels(probs, int(iterations)):
+            size += skel.sum(dims)
+            hit += skel.mul_(target[:, c : c + 1]).sum(dims)
+            covered += (skel_true[:, c : c + 1] * probs[:, c : c + 1]).sum(dims)
+        t_prec = _safe_ratio(hit + smooth_nr, size + smooth_dr)
+        t_sens = _safe_ratio(covered + smooth_nr, skel_true.sum(dims) + smooth_dr)
+        return 1 - _safe_ratio(2 * t_prec * t_sens, t_prec + t_sens + smooth_hm, empty=0.0)
     skel_pred = soft_skeleton(probs, iterations)
     # ratios with a zero denominator (only with zero smoothing): no skeleton -> 1, both ratios 0 -> clDice 0
     t_prec = _safe_ratio((skel_pred * target).sum(dims) + smooth_nr, skel_pred.sum(dims) + smooth_dr)

@@ -397,3 +397,41 @@ def test_readme_vessel_dice_flat_where_hd95_steep():
     _check(README, "1 − Dice only goes from {} to {} while HD95 more than doubles, from {} to {} px",
            dice_loss[0], dice_loss[-1], hd95[0], hd95[-1])
     assert hd95[-1] > 2 * hd95[0] and np.all(np.diff(hd95) > 0)
+
+
+# ---------------------------------------------------------------------------------------------
+# README: limits quoted in the Dataset page, serving a class and the metric definitions
+# ---------------------------------------------------------------------------------------------
+
+
+def test_readme_limits_are_the_codes():
+    """"at most 500 MB" (the Dataset page's zip), "default 512" (the page cache's memory bound) and
+    "95th percentiles" (HD95) are the values the code uses."""
+    from segloss_core import dataset
+    from ui import cache
+
+    assert "(at most 500 MB," in README and dataset.MAX_ZIP_BYTES == 500 * 2**20
+    assert "`SEGLOSS_CACHE_MB`, default 512)" in README
+    assert cache.MAX_BYTES == 512 * 2**20 or "SEGLOSS_CACHE_MB" in __import__("os").environ
+    assert "two directed 95th percentiles" in README
+
+
+def test_readme_hd95_is_the_max_of_directed_95th_percentiles():
+    """The README's HD95 definition, on a pair where pooling both directions gives another value."""
+    pred = np.zeros((40, 40), dtype=np.uint8)
+    gt = np.zeros_like(pred)
+    gt[10:30, 10:30] = 1
+    pred[12:20, 12:20] = 1
+    got = sc.metrics(pred, gt)[1]["hd95"]
+    from scipy import ndimage
+
+    def surface(m):
+        m = m.astype(bool)
+        return m & ~ndimage.binary_erosion(m, border_value=0)
+
+    sp, sg = surface(pred), surface(gt)
+    d_to_g = ndimage.distance_transform_edt(~sg)[sp]
+    d_to_p = ndimage.distance_transform_edt(~sp)[sg]
+    expected = max(np.percentile(d_to_g, 95), np.percentile(d_to_p, 95))
+    pooled = np.percentile(np.concatenate([d_to_g, d_to_p]), 95)
+    assert abs(got - expected) < 1e-6 and abs(pooled - expected) > 0.1

@@ -8,6 +8,7 @@ play / pause toggle live in one ``st.fragment`` that reruns itself on a timer wh
 from __future__ import annotations
 
 import streamlit as st
+import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimiser (~1 s): here the server's warm-up pays it
 
 import segloss_core as sc
 from segloss_core import optimise as opt

@@ -35,7 +35,7 @@ from scipy.special import expit, logit, xlogy
 from . import distance
 from ._tensors import EPS, check_pair, safe_log, spatial_dims
 from .case import Case
-from .engine import CHUNK_ELEMENTS, evaluate_batches, losses_and_grads
+from .engine import CHUNK_ELEMENTS, evaluate, evaluate_batches
 from .registry import get_loss, list_losses
 
 #: The six losses the bias curves show by default.
@@ -924,7 +924,7 @@ def size_sweep(
     probability ``confidence`` inside and ``1 - confidence`` outside (1 = hard). ``radii`` or
     ``fractions`` (of the image area, ``R = sqrt(f N / pi)``) give the sizes; default ``n``
     fractions log-spaced in [5e-4, 0.5]. Values and gradients come from
-    :func:`segloss_core.losses_and_grads` (``wrt="probs"``, ``reduction="none"``), all sizes in one
+    :func:`segloss_core.engine.evaluate` (``grad="probs"``, ``reduction="none"``), all sizes in one
     batch. docs/theory.md, B8: Dice loss ~ 1/R falls with size while mean CE ~ R/N rises.
     """
     if radii is None:
@@ -943,14 +943,16 @@ def size_sweep(
     fg = torch.as_tensor(np.where(preds, confidence, 1 - confidence), dtype=torch.float64)
     probs = _two_channel(fg)
     target = _two_channel(torch.as_tensor(gts, dtype=torch.float64))
-    res = losses_and_grads(list(losses), probs, target, wrt="probs", reduction="none", params=params)
-    values = evaluate_losses(probs, target, list(losses), params=params)
+    # per-sample values and their gradients in one pass (one graph per loss)
+    res = evaluate(list(losses), probs, target, params=params, reduction="none", grad="probs")
+    values: dict[str, np.ndarray | str] = {}
     grads: dict[str, np.ndarray | str] = {}
     for name in losses:
         r = res[name]
         if isinstance(r, str):
-            grads[name] = values[name] = f"n/a: {r}"
+            grads[name] = values[name] = r
         else:  # derivative along the binary direction: d/ds_fg with s_bg = 1 - s_fg
+            values[name] = r[0].detach().numpy()
             grads[name] = (r[1][:, 1] - r[1][:, 0]).abs().flatten(1).mean(1).numpy()
     g_size = gts.reshape(len(radii), -1).sum(1)
     p_size = preds.reshape(len(radii), -1).sum(1)

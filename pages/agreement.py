@@ -46,9 +46,10 @@ def _values(case, fg_class, n, seed, strength, max_side, names, hard, params):
 
 
 @page_cache(max_entries=16)
-def _metrics(case, fg_class, n, seed, strength, max_side):
+def _metrics(case, fg_class, n, seed, strength, max_side, hd95=False):
+    """1 - Dice and 1 - Jaccard; HD95 (a distance transform per prediction) only when asked."""
     pop = _population(case, fg_class, n, seed, strength, max_side)
-    return ag.hard_metrics(pop.hard(), pop.gt, pop.spacing)
+    return ag.hard_metrics(pop.hard(), pop.gt, pop.spacing, hd95=hd95)
 
 
 @page_cache(max_entries=16)
@@ -130,7 +131,7 @@ def ranking_panel(case, settings, hard, params, titles, with_slow):
                 p = {name: params[name]} if name in params else {}
                 values.update(_values(*settings, (name,), hard, p))
             bar.empty()
-        agr = ag.agreement_from_values(values, _metrics(*settings), params=params, hard=hard)
+        agr = ag.agreement_from_values(values, _metrics(*settings, hd95=metric == "HD95"), params=params, hard=hard)
         st.plotly_chart(pa.rank_bars_figure(agr, metric, method), width="stretch", key=KEY + "bars")
         unavailable = {k: v for k, v in agr.values.items() if isinstance(v, str)}
         if unavailable:
@@ -140,7 +141,7 @@ def ranking_panel(case, settings, hard, params, titles, with_slow):
         ranked = [(k, v) for k, v in agr.ranking(metric, method) if math.isfinite(v)]
         top = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[:3])
         bottom = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[-3:])
-        n_nan = int(sum(1 for v in agr.metrics["HD95"] if not math.isfinite(v)))
+        n_nan = int(sum(1 for v in agr.metrics.get("HD95", ()) if not math.isfinite(v)))
         table = agr.spearman if method == "spearman" else agr.kendall
         means = {}
         for group, members in GROUPS.items():

@@ -54,7 +54,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from scipy import ndimage
+from scipy import ndimage, optimize
 
 from ._tensors import EPS, one_hot, resolve_device
 from .case import Case
@@ -724,8 +724,9 @@ def _mean_metrics(labels: np.ndarray, gt: np.ndarray, spacing, num_classes: int)
 class BandModel:
     """Each loss on the case with every band pixel predicted ``q`` for its object class (``1 - q``
     background) and every other pixel predicted its expected target: ``values[name]`` over the
-    grid ``q``, and the minimiser ``q_star[name]`` (grid argmin refined three times on 21 points between the
-    best point's neighbours: resolution about ``1e-4`` with 41 points)."""
+    grid ``q``, and the minimiser ``q_star[name]`` (the grid argmin, refined by a bounded scalar search
+    between the best point's neighbours to :data:`REFINE_XTOL`; kept at the grid point when the search
+    finds nothing lower, e.g. at an end of ``[0, 1]``)."""
 
     q: np.ndarray
     values: dict[str, np.ndarray]
@@ -757,8 +758,12 @@ def _band_values(tg: Targets, ev: _Evaluator, q: np.ndarray, device) -> np.ndarr
     return np.concatenate(out)
 
 
+#: Resolution of the band model's minimiser ``q*`` (the bounded search after the grid).
+REFINE_XTOL = 1e-5
+
+
 def band_model(tg: Targets, evaluators: Mapping[str, _Evaluator], names: Sequence[str], *, n_q: int = 41,
-               refine: int = 3, device="cpu") -> BandModel:
+               refine: bool = True, device="cpu") -> BandModel:
     """The band model on the actual image (float64): see :class:`BandModel`."""
     if tg.band is None:
         raise ValueError("the band model needs a band target")
@@ -771,13 +776,11 @@ def band_model(tg: Targets, evaluators: Mapping[str, _Evaluator], names: Sequenc
         j = int(np.argmin(v))
         best_q, best_v = q[j], v[j]
         lo, hi = q[max(j - 1, 0)], q[min(j + 1, len(q) - 1)]
-        for _ in range(int(refine)):
-            fine = np.linspace(lo, hi, 21)
-            fv = _band_values(tg, ev, fine, device)
-            k = int(np.argmin(fv))
-            if fv[k] <= best_v:
-                best_q, best_v = fine[k], fv[k]
-            lo, hi = fine[max(k - 1, 0)], fine[min(k + 1, 20)]
+        if refine:  # bounded Brent between the best grid point's neighbours (about 15 evaluations)
+            res = optimize.minimize_scalar(lambda x, ev=ev: float(_band_values(tg, ev, np.array([x]), device)[0]),
+                                           bounds=(lo, hi), method="bounded", options={"xatol": REFINE_XTOL})
+            if res.fun < best_v:
+                best_q = float(res.x)
         q_star[name] = float(best_q)
     return BandModel(q, values, q_star)
 

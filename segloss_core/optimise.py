@@ -62,6 +62,7 @@ from .distance import signed_distance
 from .engine import Plan
 from .perturb import channel_argmax
 from .registry import get_loss
+from .stats import hard_counts
 
 DEFAULT_LOSSES = ("ce", "dice", "dice_ce", "region_size")
 MODELS = {"logits": "free logit field", "cnn": "tiny CNN on a noisy image"}
@@ -494,12 +495,10 @@ def _evaluators(names, params, spacing) -> dict[str, _Evaluator]:
 def _frame_stats(probs: torch.Tensor, gt_onehot: torch.Tensor, gt_fg: torch.Tensor, present: torch.Tensor,
                  band: torch.Tensor | None, disputed: torch.Tensor, expected_fg: torch.Tensor) -> dict:
     """Per-loss numbers of one frame, all losses at once (``probs`` ``(L, C, H, W)``)."""
-    c = probs.shape[1]
     labels = channel_argmax(probs)  # (L, H, W)
-    pred = torch.stack([labels == k for k in range(1, c)], 1).to(probs.dtype)  # (L, C - 1, H, W)
-    gt_c = gt_onehot[:, 1:]
-    inter = (pred * gt_c).flatten(2).sum(2)
-    sizes = pred.flatten(2).sum(2) + gt_c.flatten(2).sum(2)
+    gt_masks = gt_onehot[0, 1:].flatten(1) > 0.5  # (C - 1, N): the one-hot ground truth's classes
+    inter, n_pred = (x.to(probs.dtype) for x in hard_counts(labels.flatten(1), gt_masks))
+    sizes = n_pred + gt_masks.sum(1).to(probs.dtype)
     dice_c = torch.where(sizes > 0, 2 * inter / sizes.clamp_min(1), torch.zeros_like(sizes))
     n_present = present.sum()
     dice = (dice_c * present).sum(1) / n_present if n_present > 0 else torch.full_like(dice_c[:, 0], float("nan"))

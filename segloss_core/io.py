@@ -733,7 +733,7 @@ def _as_integers(a: np.ndarray, what: str) -> np.ndarray:
             raise FileError(f"labels must be non-negative integers; found {lo:g}")
         if hi >= 2**31:
             raise FileError(f"label {hi:g} is too large: labels must lie in 0..{MAX_LABELS - 1}")
-    return a.astype(np.int64)
+    return np.ascontiguousarray(a, dtype=np.int64)  # C order (NIfTI data is Fortran-ordered)
 
 
 def _binary_max(values_hi: int, distinct: int, lo: int) -> int | None:
@@ -846,7 +846,7 @@ def _read_label_map(data) -> LabelMap:
     if known:
         notes.append("spacing " + " x ".join(_fmt_num(s) for s in spacing))
     return LabelMap(
-        lab, spacing, dec.fmt, f"{dec.fmt} " + "; ".join(notes), colours=colours, spacing_known=known
+        np.ascontiguousarray(lab), spacing, dec.fmt, f"{dec.fmt} " + "; ".join(notes), colours=colours, spacing_known=known
     )
 
 
@@ -989,8 +989,11 @@ def _soft_single(p: np.ndarray, dec: _Decoded, notes) -> Prediction:
         raise FileError(f"probability map must be 2-D or 3-D; got shape {_dims(p.shape)}")
     _check_spatial(p.shape)
     _check_elements(2, p.size)
-    p = p.astype(np.float32, copy=False)
-    probs = np.stack([1 - p, p])
+    # [1 - p, p] in C order (NIfTI data is Fortran-ordered; a strided case would be copied by every
+    # reshape downstream), written in place: one copy of p, no temporary
+    probs = np.empty((2, *p.shape), dtype=np.float32)
+    probs[1] = p
+    np.subtract(np.float32(1), probs[1], out=probs[0])
     spacing, known = _finish_spacing(dec, p.ndim)
     note = f"{dec.fmt} " + "; ".join(notes + ["one foreground probability map -> [1 - p, p]"])
     return Prediction(probs, spacing, dec.fmt, note, spacing_known=known)
@@ -1003,7 +1006,7 @@ def _soft_maps(arr: np.ndarray, dec: _Decoded, notes) -> Prediction:
     if not 2 <= c <= MAX_LABELS:
         raise FileError(f"{c} class probability maps; expected 2..{MAX_LABELS}")
     _check_spatial(arr.shape[1:])
-    probs = arr.astype(np.float32)
+    probs = np.array(arr, dtype=np.float32, order="C")  # a copy in C order (NIfTI is Fortran-ordered)
     sums = probs.sum(axis=0, dtype=np.float64)
     dev = float(np.abs(sums - 1).max())
     if dev > PROB_SUM_TOLERANCE:

@@ -614,3 +614,28 @@ def test_empty_class_policy_is_documented():
     for needle in ("predicted empty scores 0", "largest finite weight", "drops absent classes"):
         assert needle in policy
         assert needle.split()[0] in R.__doc__
+
+
+def test_lovasz_split_rows_equal_the_joint_sort(monkeypatch):
+    """Long rows without a gradient are scored by sorting foreground and background errors apart
+    (region._lovasz_split); same values as the joint sort, with ties, an image without
+    foreground, the hinge's negative errors, pooled and per-image."""
+    from segloss_core.losses import region
+
+    gen = torch.Generator().manual_seed(3)
+    probs = torch.softmax(torch.randn(3, 2, 12, 13, 14, generator=gen, dtype=torch.float64) * 2, 1)
+    probs = (probs * 8).round() / 8  # many ties
+    probs = probs / probs.sum(1, keepdim=True)
+    labels = torch.randint(0, 2, (3, 12, 13, 14), generator=gen)
+    labels[0] = 0
+    target = torch.nn.functional.one_hot(labels, 2).movedim(-1, 1).double()
+    calls = [lambda: region.lovasz_softmax_loss(probs, target, reduction="none"),
+             lambda: region.lovasz_softmax_loss(probs, target),
+             lambda: region.lovasz_hinge_loss(probs, target, reduction="none"),
+             lambda: region.lovasz_hinge_loss(probs, target, per_image=False)]
+    monkeypatch.setattr(region, "LOVASZ_SPLIT_MIN", 1 << 40)
+    joint = [f() for f in calls]
+    monkeypatch.setattr(region, "LOVASZ_SPLIT_MIN", 1)
+    split = [f() for f in calls]
+    for a, b in zip(split, joint, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)

@@ -141,7 +141,14 @@ def boundary_pixel_mean(px, *, include_background: bool = False,
     phi = px.signed_distance(first, spacing)
     m = px.probs.shape[0]
     flat = px.probs[:, first:].reshape(m, phi.shape[1], -1)
-    return torch.linalg.vecdot(flat, phi).div_(px.n_pixels).mean(1)
+    if phi.shape[0] == 1:  # one map for the batch: one BLAS dot per sample and class (a broadcast
+        # vecdot would materialise the (m, K, N) product first; a matrix-vector product would round
+        # differently for different m, so a chunked landscape would change in the last bits)
+        K = phi.shape[1]
+        dots = torch.stack([torch.dot(flat[i, k], phi[0, k]) for i in range(m) for k in range(K)]).view(m, K)
+    else:
+        dots = torch.linalg.vecdot(flat, phi)
+    return dots.div_(px.n_pixels).mean(1)
 
 
 @validated

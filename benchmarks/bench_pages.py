@@ -34,20 +34,6 @@ def app_pages() -> list[str]:
     return re.findall(r"""st\.Page\(\s*["']([^"']+\.py)["']""", APP.read_text())
 
 
-def _patch_pages_manager():
-    """Leave Streamlit's legacy ``pages/`` mode as ``st.navigation`` does in a served app (see tests/conftest.py)."""
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original_init = PagesManager.__init__
-
-    def init_without_legacy_pages(self, *args, **kwargs):
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
-
-    PagesManager.__init__ = init_without_legacy_pages
-    return lambda: setattr(PagesManager, "__init__", original_init)
-
-
 def _page_title(page: str) -> str:
     match = re.search(rf"""st\.Page\(\s*["']{re.escape(page)}["']\s*,\s*title=["']([^"']+)["']""", APP.read_text())
     return match.group(1) if match else Path(page).stem
@@ -110,7 +96,10 @@ def main(argv=None) -> int:
           f"{torch.__version__}; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores; "
           f"median of {args.repeats} fresh session(s), empty st.cache_data")
     print(f"{'page':<28}{'first run s':>12}{'slider rerun s':>16}  ({SLIDER_KEY} -> {SLIDER_VALUE:g})")
-    restore = _patch_pages_manager()
+    from ui.pages_mode import navigation_mode
+
+    mode = navigation_mode()
+    mode.__enter__()
     threads = torch.get_num_threads()
     # "No runtime found" / "missing ScriptRunContext" warnings are expected outside a served app;
     # the app's own failures are reported from AppTest's exception / error elements
@@ -131,7 +120,7 @@ def main(argv=None) -> int:
                   flush=True)
     finally:
         logging.disable(logging.NOTSET)
-        restore()
+        mode.__exit__(None, None, None)
         torch.set_num_threads(threads)  # app.py sets 1 thread for its process
     return 0
 

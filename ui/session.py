@@ -23,6 +23,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import RerunException, StopException
 
 from segloss_core import Case
+from ui.pages_mode import leave_legacy_mode
 
 CASE_KEY = "segloss_case"
 VOLUME_KEY = "segloss_volume"
@@ -39,24 +40,8 @@ def _fallback_case() -> Case:
     return Case(gt, np.stack([1 - fg, fg]), name="disk")
 
 
-def _leave_legacy_multipage_mode() -> None:
-    """Run the page through ``app.py`` if Streamlit took its legacy ``pages/`` folder path.
-
-    A fresh server process whose first request runs before ``app.py`` has called
-    ``st.navigation`` (e.g. a bookmark to ``/gradients``) executes ``pages/<page>.py`` alone, without
-    the sidebar case builder, and stays in that mode for every session. ``st.navigation`` would
-    switch it off; until then, switch it off here and rerun, which routes through ``app.py`` to
-    the same page (the page hashes match: same url paths).
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def current_case() -> Case:
-    _leave_legacy_multipage_mode()
+    leave_legacy_mode()  # a bookmarked page on a fresh server: see ui/pages_mode.py
     if CASE_KEY not in st.session_state:
         st.session_state[CASE_KEY] = _fallback_case()
     return st.session_state[CASE_KEY]
@@ -90,7 +75,7 @@ def set_params(params: dict[str, dict]) -> None:
 @contextlib.contextmanager
 def panel(title: str | None = None):
     """Run one panel; an unexpected exception becomes a short message in that panel only."""
-    _leave_legacy_multipage_mode()
+    leave_legacy_mode()  # a bookmarked page on a fresh server: see ui/pages_mode.py
     box = st.container()
     with box:
         try:

@@ -125,31 +125,24 @@ def warm_pages(budget_s: float) -> list[str]:
     page is started only while ``budget_s`` is not used up; returns the pages run."""
     import logging
 
-    from streamlit.runtime.pages_manager import PagesManager
     from streamlit.testing.v1 import AppTest
 
-    original_init = PagesManager.__init__
-
-    def init_without_legacy_pages(self, *args, **kwargs):  # as st.navigation does in a served app
-        original_init(self, *args, **kwargs)
-        PagesManager.uses_pages_directory = False
+    from ui.pages_mode import navigation_mode
 
     done: list[str] = []
     t0 = time.perf_counter()
-    PagesManager.__init__ = init_without_legacy_pages
     logging.disable(logging.WARNING)  # "No runtime found" / "missing ScriptRunContext" outside a server
     try:
-        for page in app_pages():
-            if time.perf_counter() - t0 >= budget_s:
-                break
-            at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=max(30.0, budget_s))
-            at.switch_page(page)
-            at.run()
-            done.append(Path(page).stem + ("" if not at.exception else " (failed)"))
+        with navigation_mode():  # as st.navigation leaves a served app
+            for page in app_pages():
+                if time.perf_counter() - t0 >= budget_s:
+                    break
+                at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=max(30.0, budget_s))
+                at.switch_page(page)
+                at.run()
+                done.append(Path(page).stem + ("" if not at.exception else " (failed)"))
     finally:
         logging.disable(logging.NOTSET)
-        PagesManager.__init__ = original_init
-        PagesManager.uses_pages_directory = None
     return done
 
 
@@ -168,10 +161,29 @@ def warm(pages_budget_s: float = 0.0) -> float:
     return time.perf_counter() - t0
 
 
+def freeze_heap() -> int:
+    """Move every object alive now out of the garbage collector's reach; returns how many.
+
+    Streamlit runs a full ``gc.collect()`` after every script run (``runner.postScriptGC``) and the
+    browser only hears that the run ended once it is over: it holds the GIL, so the server cannot
+    send meanwhile. A full collection walks every tracked object, and the modules imported here
+    (torch, scipy, plotly's validators, ...) are hundreds of thousands of them: 0.4 s per rerun on
+    this machine, more than a slider's whole budget. They live as long as the process, so after
+    one last collection they are frozen (``gc.freeze``) and later collections walk only what the
+    sessions create.
+    """
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    return gc.get_freeze_count()
+
+
 def main() -> None:
     if os.environ.get("SEGLOSS_NO_WARM") != "1":
         budget = float(os.environ.get("SEGLOSS_WARM_PAGES_S", PAGES_BUDGET_S))
         _say(f"{warm(budget):.1f} s before serving")
+    freeze_heap()
     from streamlit.web import cli
 
     sys.argv = ["streamlit", *sys.argv[1:]]

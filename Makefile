@@ -28,7 +28,7 @@ bench: $(VENV)/.dev-deps
 	$(PY) benchmarks/run.py
 
 screenshots: $(VENV)/.dev-deps
-	SHOTS=docs/screenshots $(PY) -m pytest -q tests/test_browser.py
+	SHOTS=docs/screenshots $(PY) -m pytest -q tests/test_browser.py tests/test_browser_dataset.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

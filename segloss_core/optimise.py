@@ -43,10 +43,14 @@ case's own (clean) ground truth.
 from __future__ import annotations
 
 import contextlib
+import copy
+import hashlib
 import json
 import math
 import os
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -567,7 +571,7 @@ def optimise(
     band = None
     if tg.band is not None and band_model_points > 0:
         report(0.92, "band model")
-        band = band_model(tg, evaluators, names, n_q=band_model_points, device=dev)
+        band = _remembered_band_model(tg, evaluators, names, settings.params, work.spacing, band_model_points, dev)
     closed = closed_forms(tg, work.gt) if tg.band is not None else {}
     arrays = run["frames"]
     traj = Trajectory(
@@ -782,6 +786,37 @@ def band_model(tg: Targets, evaluators: Mapping[str, _Evaluator], names: Sequenc
                 best_q = float(res.x)
         q_star[name] = float(best_q)
     return BandModel(q, values, q_star)
+
+
+_BAND_MEMO: OrderedDict[str, BandModel] = OrderedDict()
+_BAND_MEMO_LOCK = threading.Lock()
+BAND_MEMO_SIZE = 16
+"""How many band models :func:`optimise` remembers per process (the last ones used)."""
+
+
+def _remembered_band_model(tg: Targets, evaluators: Mapping[str, _Evaluator], names: Sequence[str],
+                           params: Mapping[str, Mapping[str, Any]], spacing, n_q: int, device) -> BandModel:
+    """:func:`band_model`, remembered for the last :data:`BAND_MEMO_SIZE` inputs: it reads the targets,
+    the losses with their parameters and the spacing only, so a run that changes the steps, the rate,
+    the optimiser or the start reuses it (a copy)."""
+    h = hashlib.sha256()
+    for a in (tg.target, tg.expected, tg.band, tg.band_class):
+        h.update(f"{a.dtype.str}{a.shape}".encode() + np.ascontiguousarray(a).tobytes())
+    chosen = {n: dict(params.get(n, {})) for n in names}
+    h.update(json.dumps([list(names), chosen, list(spacing), int(n_q), str(device)], sort_keys=True,
+                        default=repr).encode())
+    key = h.hexdigest()
+    with _BAND_MEMO_LOCK:
+        found = _BAND_MEMO.get(key)
+        if found is not None:
+            _BAND_MEMO.move_to_end(key)
+            return copy.deepcopy(found)
+    band = band_model(tg, evaluators, names, n_q=n_q, device=device)
+    with _BAND_MEMO_LOCK:
+        _BAND_MEMO[key] = copy.deepcopy(band)
+        while len(_BAND_MEMO) > BAND_MEMO_SIZE:
+            _BAND_MEMO.popitem(last=False)
+    return band
 
 
 def band_counts(tg: Targets, gt: np.ndarray) -> tuple[int, int, float]:

@@ -105,6 +105,22 @@ def test_training_case_gives_the_same_run(kw):
     assert same_key == (kw.get("start") != "prediction")
 
 
+def test_band_model_is_reused_across_training_settings(monkeypatch):
+    """The band model reads the targets and the losses only: a run with other steps or rate reuses it."""
+    calls = []
+    real = opt.band_model
+    monkeypatch.setattr(opt, "band_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    case = disk_case(size=32, radius=9)
+    kw = dict(losses=("ce", "dice"), target="soft_band", pi=0.35, band_width=4.0)
+    a = opt.optimise(case, opt.Settings(steps=6, **kw))
+    b = opt.optimise(case, opt.Settings(steps=9, lr=0.3, **kw))
+    assert len(calls) == 1 and a.band.q_star == b.band.q_star
+    np.testing.assert_array_equal(a.band.values["dice"], b.band.values["dice"])
+    opt.optimise(case, opt.Settings(steps=6, **{**kw, "pi": 0.4}))  # another target: computed again
+    opt.optimise(case, opt.Settings(steps=6, params={"dice": {"smooth": 0.5}}, **kw))  # other parameters
+    assert len(calls) == 3
+
+
 def test_cnn_is_reproducible_and_learns():
     case = disk_case(size=32, radius=9)
     kw = dict(losses=("ce", "dice"), model="cnn", steps=40, target="clean", seed=1)

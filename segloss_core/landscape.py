@@ -348,7 +348,7 @@ def active_box(prep: P.Prepared, amounts: dict[str, np.ndarray]) -> tuple[slice,
         margin += math.ceil(3 * active["softness"].max()) + 1
     box = tuple(slice(int(max(0, math.floor(a - margin))), int(min(n, math.ceil(b + margin) + 1)))
                 for a, b, n in zip(lo, hi, spatial, strict=True))
-    if np.prod([b.stop - b.start for b in box]) > 0.8 * np.prod(spatial):
+    if np.prod([b.stop - b.start for b in box]) > 0.9 * np.prod(spatial):
         return None
     return box
 

@@ -598,28 +598,37 @@ class _Plain:
 
 
 class _Gunzip:
-    """Inflate a gzip stream in bounded chunks, only as far as asked; never past ``MAX_DECOMPRESSED_BYTES``."""
+    """Inflate a gzip stream in bounded chunks, only as far as asked; never past ``MAX_DECOMPRESSED_BYTES``.
+
+    ``buf`` is allocated once at the size asked for (zlib's chunks are copied into place), so a
+    volume is never held twice while its buffer grows; ``size`` bytes of it are inflated."""
 
     def __init__(self, data: bytes):
         self._inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         self._pending = memoryview(data)
         self.buf = bytearray()
+        self.size = 0
 
     def ensure(self, n: int, what: str) -> None:
         if n > MAX_DECOMPRESSED_BYTES:
             raise FileError(f"{what} would inflate to {_mb(n)}; at most {_mb(MAX_DECOMPRESSED_BYTES)} supported")
-        while len(self.buf) < n:
+        if n > len(self.buf):
+            grown = bytearray(n)
+            grown[: self.size] = memoryview(self.buf)[: self.size]
+            self.buf = grown
+        while self.size < n:
             if self._inflater.eof:
-                raise FileError(f"truncated {what}: the gzip data ends after {len(self.buf):,} of {n:,} bytes")
+                raise FileError(f"truncated {what}: the gzip data ends after {self.size:,} of {n:,} bytes")
             before = len(self._pending)
             try:
-                out = self._inflater.decompress(self._pending, min(n - len(self.buf), _INFLATE_CHUNK))
+                out = self._inflater.decompress(self._pending, min(n - self.size, _INFLATE_CHUNK))
             except zlib.error as err:
                 raise FileError(f"corrupt gzip data ({_short(err)})") from None
             self._pending = memoryview(self._inflater.unconsumed_tail)
-            self.buf += out
+            self.buf[self.size : self.size + len(out)] = out
+            self.size += len(out)
             if not out and not self._inflater.eof and len(self._pending) in (0, before):
-                raise FileError(f"truncated or corrupt gzip data: it ends after {len(self.buf):,} of {n:,} bytes")
+                raise FileError(f"truncated or corrupt gzip data: it ends after {self.size:,} of {n:,} bytes")
 
     def finish(self, n: int) -> None:
         """Nothing may follow the declared data: one more byte out means the stream lies (a bomb)."""
@@ -1008,7 +1017,7 @@ def _soft_maps(arr: np.ndarray, dec: _Decoded, notes) -> Prediction:
     _check_spatial(arr.shape[1:])
     probs = np.array(arr, dtype=np.float32, order="C")  # a copy in C order (NIfTI is Fortran-ordered)
     sums = probs.sum(axis=0, dtype=np.float64)
-    dev = float(np.abs(sums - 1).max())
+    dev = max(float(sums.max()) - 1, 1 - float(sums.min()))  # max |sum - 1|, without two more volumes
     if dev > PROB_SUM_TOLERANCE:
         raise FileError(
             f"the {c} class maps along the first axis must sum to 1 (sums range {_fmt_num(sums.min())} .. "

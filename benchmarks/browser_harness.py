@@ -6,8 +6,9 @@
 - :func:`wait_for_app` waits until the script has finished and no skeleton is left (the tests' wait).
 - :data:`SETTLE_INIT_JS` + :func:`settle_seconds`: the benchmark's stricter "settled" clock. The init
   script records every change of Streamlit's script state (``stApp[data-test-script-state]``) with
-  ``performance.now()``; a page counts as settled once, after the action, the script has run and
-  is ``notRunning`` again, no skeleton, spinner, progress bar or stale element is left, and every
+  ``performance.now()``, and the arrival of every message from the server; a page counts as
+  settled once, after the action, the script has run (the page showed ``running``, or, for a run
+  too fast for the page to show it, messages arrived) and is ``notRunning`` again, no skeleton, spinner, progress bar or stale element is left, and every
   visible Plotly chart has drawn its SVG, and that has held for ``quiet_ms``.
 """
 
@@ -120,16 +121,30 @@ def open_page(page, server_url: str, path: str = "", timeout_ms: int = RUN_TIMEO
 #: Installed with ``context.add_init_script``: records the script-state changes of every document.
 SETTLE_INIT_JS = """
 (() => {
-  const S = window.__segloss = {events: [], since: null, progress: []};
-  const record = () => {
+  const S = window.__segloss = {events: [], since: null, progress: [], messages: []};
+  // every message the server sends (a rerun sends at least its deltas and scriptFinished)
+  const NativeWebSocket = window.WebSocket;
+  window.WebSocket = function (...args) {
+    const ws = new NativeWebSocket(...args);
+    ws.addEventListener('message', () => S.messages.push(performance.now()));
+    return ws;
+  };
+  window.WebSocket.prototype = NativeWebSocket.prototype;
+  Object.assign(window.WebSocket, {CONNECTING: 0, OPEN: 1, CLOSING: 2, CLOSED: 3});
+  // A fast rerun can go notRunning -> running -> notRunning within one task: the observer then
+  // sees only the final value, so the states in between are read from the records' oldValue.
+  const record = (mutations) => {
     const app = document.querySelector('[data-testid="stApp"]');
-    const s = app ? app.getAttribute('data-test-script-state') : null;
     const ev = S.events;
     const now = performance.now();
-    if (!ev.length || ev[ev.length - 1].s !== s) ev.push({s, t: now});
+    const push = (s) => { if (!ev.length || ev[ev.length - 1].s !== s) ev.push({s, t: now}); };
+    const changes = (mutations || []).filter(m => m.type === 'attributes' && m.target === app);
+    changes.slice(1).forEach(m => push(m.oldValue));
+    push(app ? app.getAttribute('data-test-script-state') : null);
     if (document.querySelector('[data-testid="stProgress"], [data-testid="stSpinner"]')) S.progress.push(now);
   };
   new MutationObserver(record).observe(document, {subtree: true, childList: true, attributes: true,
+                                                  attributeOldValue: true,
                                                   attributeFilter: ['data-test-script-state']});
 })();
 """
@@ -142,7 +157,8 @@ SETTLED_JS = """
   const now = performance.now();
   const app = document.querySelector('[data-testid="stApp"]');
   const state = app && app.getAttribute('data-test-script-state');
-  const ran = !needRun || S.events.some(e => e.t >= mark && e.s === 'running');
+  const ran = !needRun || S.events.some(e => e.t >= mark && e.s === 'running')
+    || S.messages.some(t => t >= mark);
   const busy = !app || state !== 'notRunning' || !ran
     || document.querySelector('[data-testid="stSkeleton"], [data-testid="stSpinner"], '
                               + '[data-testid="stProgress"], [data-stale="true"]')
@@ -174,7 +190,8 @@ def settle_seconds(page, mark_ms: float, *, timeout_s: float = 180.0, quiet_ms: 
         if need_run:
             try:
                 page.wait_for_function(
-                    "({mark}) => window.__segloss && window.__segloss.events.some(e => e.t >= mark && e.s === 'running')",
+                    "({mark}) => window.__segloss && (window.__segloss.events.some(e => e.t >= mark && e.s === 'running')"
+                    " || window.__segloss.messages.some(t => t >= mark))",
                     arg=args, timeout=run_grace_s * 1000, polling=20)
             except PlaywrightTimeoutError:
                 args["needRun"] = False
@@ -187,7 +204,11 @@ def settle_seconds(page, mark_ms: float, *, timeout_s: float = 180.0, quiet_ms: 
 
 def script_done_seconds(page, mark_ms: float) -> float | None:
     """Seconds from ``mark_ms`` until the last script run after it ended (``notRunning``): the rest of
-    :func:`settle_seconds` is the browser drawing what arrived. ``None`` if no run ended."""
-    t = page.evaluate("(m) => { const e = window.__segloss.events.filter(x => x.t >= m && x.s === 'notRunning');"
-                      " return e.length ? e[e.length - 1].t : null; }", mark_ms)
+    :func:`settle_seconds` is the browser drawing what arrived. ``None`` if no run ended.
+
+    A run fast enough that the page never showed ``running`` (its messages arrived within one
+    frame) ends with its last message from the server."""
+    t = page.evaluate("(m) => { const S = window.__segloss; const e = S.events.filter(x => x.t >= m && x.s === 'notRunning');"
+                      " const msg = S.messages.filter(x => x >= m);"
+                      " return e.length ? e[e.length - 1].t : (msg.length ? msg[msg.length - 1] : null); }", mark_ms)
     return None if t is None else max(0.0, (t - mark_ms) / 1000.0)

@@ -15,7 +15,7 @@ import segloss_core as sc
 from segloss_core import agreement as ag
 from segloss_core import bias
 from segloss_core.plots import agreement as pa
-from ui.cache import page_cache
+from ui.cache import page_cache, progress_bar
 from ui.session import current_case, current_params, panel
 from ui.widgets import binary_view_picker
 
@@ -35,14 +35,15 @@ GROUPS = {title: tuple(n for n in sc.list_losses() if sc.get_loss(n).group == ke
 
 
 @page_cache(max_entries=4)
-def _population(case, fg_class, n, seed, strength, max_side) -> ag.Population:
-    return ag.population(case, n=n, seed=seed, strength=strength, foreground_class=fg_class, max_side=max_side)
+def _population(case, fg_class, n, seed, strength, max_side, progress=None) -> ag.Population:
+    return ag.population(case, n=n, seed=seed, strength=strength, foreground_class=fg_class, max_side=max_side,
+                         progress=progress)
 
 
 @page_cache(max_entries=64)
-def _values(case, fg_class, n, seed, strength, max_side, names, hard, params):
+def _values(case, fg_class, n, seed, strength, max_side, names, hard, params, progress=None):
     pop = _population(case, fg_class, n, seed, strength, max_side)
-    return ag.loss_values(pop, list(names), params=params, hard=hard)
+    return ag.loss_values(pop, list(names), params=params, hard=hard, progress=progress)
 
 
 @page_cache(max_entries=16)
@@ -122,7 +123,8 @@ def ranking_panel(case, settings, hard, params, titles, with_slow):
         names = sc.list_losses()
         fast = tuple(n for n in names if n not in bias.SLOW_LOSSES)
         slow = [n for n in names if n in bias.SLOW_LOSSES]
-        values = dict(_values(*settings, fast, hard, {k: params[k] for k in fast if k in params}))
+        with progress_bar("Losses over the population:") as tick:
+            values = dict(_values(*settings, fast, hard, {k: params[k] for k in fast if k in params}, progress=tick))
         if with_slow and slow:
             bar = st.progress(0.0, text="Slower losses…")
             for i, name in enumerate(slow):
@@ -233,8 +235,8 @@ st.caption(f"The population: the current prediction (at most {max_side} px per s
 params = current_params()
 titles = {k: sc.get_loss(k).title for k in sc.list_losses()}
 settings = (case, fg_class, n, seed, strength, max_side)
-with st.spinner("Perturbing the prediction…"):
-    _population.ensure(*settings)
+with progress_bar("Population:") as tick:
+    _population.ensure(*settings, progress=tick)
 
 st.subheader("Soft Jaccard vs soft Dice: one is a function of the other")
 dice_jaccard_panel(case, settings, params)

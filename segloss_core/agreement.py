@@ -125,6 +125,7 @@ def population(
     slice_index: int | None = None,
     max_side: int | None = None,
     dtype: torch.dtype = torch.float32,
+    progress: ProgressFn | None = None,
 ) -> Population:
     """A seeded population of ``n`` perturbed predictions of the case, made in one batched
     :func:`segloss_core.perturb.apply` call on the binary view (the case's prediction, or a
@@ -132,7 +133,8 @@ def population(
 
     ``max_side``: the binary view is first reduced so that its longer side is at most this many
     pixels (:func:`reduce_view`); every later cost (the perturbations, each loss, HD95) scales with
-    the pixel count. ``None`` keeps the full resolution."""
+    the pixel count. ``None`` keeps the full resolution. ``progress(fraction, message)`` is called
+    before each chunk."""
     if n < 3:
         raise ValueError(f"the population needs at least 3 predictions, got {n}")
     mask, fg = binary_view(case_or_gt, foreground_class=foreground_class, slice_index=slice_index)
@@ -152,6 +154,8 @@ def population(
     parts = []
     with torch.inference_mode():  # chunks: the same outputs as one call, several times faster
         for lo in range(0, n, step):
+            if progress is not None:
+                progress(lo / n, f"perturbing predictions {lo + 1}-{min(n, lo + step)} of {n}")
             chunk = {k: v[lo: lo + step] for k, v in amounts.items()}
             parts.append(perturb.apply(prepared, labels, chunk, seed=seed)[:, 1])
     return Population(torch.cat(parts).contiguous(), mask, amounts, spacing, int(seed))

@@ -100,6 +100,39 @@ def stages(gt: Path, pred: Path, names=None) -> list[tuple[str, float, float]]:
     return rows
 
 
+PAGES = ("playground", "gradients", "landscape", "bias", "agreement", "optimise", "dataset")
+
+
+def app_upload(gt: Path, pred: Path, pages=PAGES) -> list[tuple[str, float, float]]:
+    """``[(step, wall s, CPU s)]`` of the app (Streamlit's AppTest, in this process, caches cold):
+    the upload of the pair in the sidebar until the first page (the Playground) has run, then
+    every page opened once. AppTest leaves out the websocket and the browser's rendering
+    (``bench_browser.py`` measures those)."""
+    from streamlit.testing.v1 import AppTest
+
+    from ui.pages_mode import navigation_mode
+
+    rows = []
+    with navigation_mode():
+        at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=600)
+        at.run()
+        at.radio(key="case_mode").set_value("Upload").run()
+        at.file_uploader(key="upload_gt").set_value((gt.name, gt.read_bytes(), "application/gzip"))
+        at.file_uploader(key="upload_pred").set_value((pred.name, pred.read_bytes(), "application/gzip"))
+        _, w, c = _timed(at.run)
+        errors = [e.value for e in [*at.exception, *at.error]]
+        rows.append(("upload -> Playground settled" + (f" (ERROR: {errors[0][:60]})" if errors else ""), w, c))
+        for page in pages[1:]:
+            at.switch_page(f"pages/{page}.py")
+            _, w, c = _timed(at.run)
+            errors = [e.value for e in [*at.exception, *at.error]]
+            rows.append((f"open {page}" + (f" (ERROR: {errors[0][:60]})" if errors else ""), w, c))
+        at.switch_page("pages/playground.py")
+        _, w, c = _timed(at.run)
+        rows.append(("open playground again", w, c))
+    return rows
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--classes", type=int, nargs="+", default=[2, 3], choices=(2, 3))
@@ -107,6 +140,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the stages and every loss in this process")
     ap.add_argument("--losses", help="comma-separated losses for the stage timings (default: all)")
+    ap.add_argument("--app", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time the app: upload in the sidebar, then every page (AppTest)")
     args = ap.parse_args(argv)
     print(f"3-D volume: segloss evaluate on a {'x'.join(map(str, volumes.SHAPE))} phantom pair "
           f"(.nii.gz), {os.cpu_count()} cpus; budget {WALL_BUDGET_S:g} s wall, {RSS_BUDGET_MB:g} MB peak RSS")
@@ -128,6 +163,11 @@ def main(argv=None) -> dict:
             print(f"  {'stage (in process)':<40} {'wall s':>7} {'CPU s':>7}")
             for stage, w, cs in stages(gt, pred, names):
                 print(f"  {stage:<40} {w:7.2f} {cs:7.2f}")
+            print(f"  ({_load()})")
+        if args.app:
+            print(f"  {'app (AppTest, budget 5 s upload, 3 s per page)':<40} {'wall s':>7} {'CPU s':>7}")
+            for step, w, cs in app_upload(gt, pred):
+                print(f"  {step:<40} {w:7.2f} {cs:7.2f}", flush=True)
             print(f"  ({_load()})")
     return results
 

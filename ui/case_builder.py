@@ -299,6 +299,22 @@ def load_upload(gt_bytes: bytes, gt_name: str, pred_bytes: bytes | None, pred_na
     return Case(gt.array, probs, gt.spacing, gt_name, meta=meta)
 
 
+def _read_with_progress(gt_bytes: bytes, gt_name: str, pred_bytes: bytes | None, pred_name: str | None) -> Case:
+    """:func:`load_upload` with its steps shown in a status box (a 200^3 volume takes a second or
+    two: inflating, checking, the case's fingerprint); the box goes once the case is read."""
+    slot = st.empty()
+    mb = (len(gt_bytes) + len(pred_bytes or b"")) / 2**20
+    try:
+        with slot.status(f"Reading the upload ({mb:.1f} MB)...", expanded=False) as status:
+            status.write("Inflating and checking the files")
+            case = load_upload(gt_bytes, gt_name, pred_bytes, pred_name)
+            status.update(label=f"Fingerprinting the {'x'.join(map(str, case.gt.shape))} case...")
+            cache.case_digest(case)  # once per case; every cached page result is keyed on it
+    finally:
+        slot.empty()  # a rejection is reported by the caller, in one line
+    return case
+
+
 def _error_line(err: Exception) -> str:
     text = str(err).splitlines()[0] if str(err) else type(err).__name__
     return text[:300].rstrip(". ")
@@ -324,7 +340,7 @@ def handle_upload(gt_file, pred_file) -> None:
         state["key"] = key
         state["kept"] = False
         try:
-            case = load_upload(gt_bytes, gt_file.name, pred_bytes, None if pred_file is None else pred_file.name)
+            case = _read_with_progress(gt_bytes, gt_file.name, pred_bytes, None if pred_file is None else pred_file.name)
         except Exception as err:  # noqa: BLE001 - hostile files: any failure is a rejection
             state["error"] = _error_line(err)
         else:

@@ -103,3 +103,24 @@ def test_multiclass_and_empty_cases():
     empty = sc.Case(np.zeros((24, 24), np.int64), np.stack([np.full((24, 24), 0.9), np.full((24, 24), 0.1)]))
     at = _app(empty)
     assert "undefined for an empty ground truth" in at.warning[0].value
+
+
+def test_slow_losses_join_with_their_toggle_and_the_working_resolution_applies():
+    case = disk_case(size=96, radius=20, shift=(1, 2), confidence=0.85)
+    at = _app(case)
+    slow = [k for k in sc.list_losses() if sc.get_loss(k).slow]
+    bars = _figure(at, "agr_bars")["data"][0]["y"]
+    assert not any(sc.get_loss(k).title in " ".join(bars) for k in slow)
+    assert "Lovász" not in _says(at, "Sweeping")
+    assert any("Include the slow losses" in c.value for c in at.caption)
+    # the default working resolution (128 px) keeps a 96 px case as it is
+    assert at.select_slider(key="agr_max_side").value == 96
+    at.toggle(key="agr_slow").set_value(True).run()
+    _ok(at)
+    shown = " ".join(_figure(at, "agr_bars")["data"][0]["y"])
+    assert sc.get_loss("lovasz_softmax").title in shown and "Lovász-Softmax's ρ" in _says(at, "Sweeping")
+    at.select_slider(key="agr_max_side").set_value(64).run()
+    _ok(at)
+    pop = ag.population(case, n=100, seed=0, max_side=64)
+    gap = ag.relation_gap(*ag.loss_values(pop, ["dice", "iou"]).values())
+    assert f"are up to {gap:.3f} off it" in _says(at, "Every prediction lies")

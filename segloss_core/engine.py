@@ -101,7 +101,8 @@ def _weights(target_one: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 #: its blocks' partial sums one after another, so its error grows with the image: TP off by 5e-7
 #: (relative) at 256^2, 2e-6 at 512^2, 2.5e-4 on a 200^3 volume (Dice losses off by 0.4 %),
 #: where :func:`~segloss_core.stats.soft_confusion`'s (pairwise) sums stay within 1e-7. Larger
-#: images take the sums.
+#: images take the sums, and so does a single float32 prediction (the Playground's table then
+#: equals ``segloss_core.compute``; a small Dice loss amplifies a 5e-7 TP error to 4e-5).
 MATMUL_MAX_PIXELS = 1 << 17
 
 
@@ -113,7 +114,7 @@ def shared_confusion(probs: torch.Tensor, target: torch.Tensor, soft_label: bool
     weights, remembered per target tensor. Same sums, same ``SoftConfusion``."""
     m, C = probs.shape[:2]
     if (target.shape[0] != 1 or soft_label or torch.is_grad_enabled() and probs.requires_grad
-            or probs[0, 0].numel() > MATMUL_MAX_PIXELS):
+            or probs[0, 0].numel() > MATMUL_MAX_PIXELS or m == 1 and probs.dtype != torch.float64):
         return soft_confusion(probs, _batch_target(target, m), soft_label=soft_label)
     weights_t, target_sum, target_sq = tensor_memo(target, "engine.weights_t", _weights)
     flat = probs.reshape(m * C, -1)

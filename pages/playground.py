@@ -13,6 +13,7 @@ from ui.params import editor
 from ui.session import case_source, current_case, current_params, current_volume, panel
 
 PIN_KEY = "segloss_pinned"
+ZOOM_KEY = "pg_linked_zoom"
 FORMULA_KEY = "formula_loss"
 METRIC_LABELS = {"dice": "Dice", "jaccard": "Jaccard", "precision": "Precision", "recall": "Recall",
                  "hd95": "HD95", "assd": "ASSD"}
@@ -26,11 +27,22 @@ def _unit(case) -> str:
 
 def images_panel(case) -> None:
     imgs = cache.case_images(case)
-    fig = case_figure(imgs["gt"], imgs["prediction"], imgs["overlay"], case.class_names, binary=case.is_binary)
-    st.plotly_chart(fig, key="case_figure", config={"displaylogo": False}, width="stretch")
+    # Plain images by default: the interactive figure loads the plotting library in the browser,
+    # which costs about a second on a first visit and more on every redraw.
+    zoom = st.toggle("Linked zoom", key=ZOOM_KEY,
+                     help="interactive panels: zoom or pan one and the others follow (slower to redraw)")
+    if zoom:
+        fig = case_figure(imgs["gt"], imgs["prediction"], imgs["overlay"], case.class_names, binary=case.is_binary)
+        st.plotly_chart(fig, key="case_figure", config={"displaylogo": False}, width="stretch")
+    else:
+        for col, k, title in zip(st.columns(3), ("gt", "prediction", "overlay"), pg.panel_titles(case.is_binary),
+                                 strict=True):
+            col.image(pg.upscale_nearest(imgs[k]), caption=title, width="stretch", output_format="PNG")
+        st.markdown(pg.legend_html(case.class_names, case.is_binary), unsafe_allow_html=True)
     c1, c2 = st.columns([4, 1])
     c1.caption("Overlay (colour-blind-safe): TP light grey, FP orange, FN sky blue"
-               + ("" if case.is_binary else ", wrong foreground class purple") + ". Zoom one panel to zoom all.")
+               + ("" if case.is_binary else ", wrong foreground class purple")
+               + (". Zoom one panel to zoom all." if zoom else "."))
     c2.download_button("Masks (PNG)", lambda: pg.masks_png(case), file_name=f"{case.name}_masks.png".replace(" ", "_"),
                        mime="image/png", key="dl_png", width="stretch")
 

@@ -233,6 +233,36 @@ def masks_png(case: Case, min_size: int = 256, gap: int = 6) -> bytes:
     return buf.getvalue()
 
 
+def panel_titles(binary: bool) -> tuple[str, str, str]:
+    """Titles of the three image panels (ground truth, prediction, overlay)."""
+    return ("ground truth", "prediction (foreground probability)" if binary
+            else "prediction (arg-max, faded by confidence)", "overlay: TP / FP / FN")
+
+
+def upscale_nearest(rgb: np.ndarray, min_size: int = 512) -> np.ndarray:
+    """``rgb`` repeated by the smallest integer factor that makes its short side at least
+    ``min_size`` (nearest neighbour: label edges stay sharp when the browser scales the image)."""
+    h, w = rgb.shape[:2]
+    k = max(1, int(math.ceil(min_size / max(1, min(h, w)))))
+    return rgb if k == 1 else np.repeat(np.repeat(rgb, k, 0), k, 1)
+
+
+def legend_html(class_names, binary: bool) -> str:
+    """One line of HTML: a colour swatch per class and per overlay code (TP, FP, FN, TN and, for
+    several classes, wrong class), in the colours of :func:`label_rgb` and :func:`overlay_rgb`."""
+    from html import escape
+
+    def swatch(name: str, colour: str) -> str:
+        return (f'<span style="white-space:nowrap;margin-right:0.9em"><span style="display:inline-block;'
+                f'width:0.9em;height:0.9em;background:{colour};border:1px solid #888;vertical-align:-0.1em;'
+                f'margin-right:0.3em"></span>{escape(str(name))}</span>')
+
+    classes = "".join(swatch(n, c) for n, c in zip(class_names, class_palette(len(class_names)), strict=False))
+    codes = [k for k in (TP, FP, FN, WRONG, TN) if not (binary and k == WRONG)]
+    overlay = "".join(swatch(OVERLAY_NAMES[k], OVERLAY_COLOURS[k]) for k in codes)
+    return f'<div style="font-size:0.85em">classes: {classes} &nbsp; overlay: {overlay}</div>'
+
+
 def rows_csv(rows: list[dict]) -> str:
     """CSV text of table rows (columns in the rows' key order; missing values empty)."""
     if not rows:
@@ -424,6 +454,7 @@ __all__ = [
     "confusion_counts",
     "dice_latex",
     "label_rgb",
+    "legend_html",
     "loss_rows",
     "loss_values",
     "mask_image",
@@ -431,10 +462,12 @@ __all__ = [
     "normalised_deltas",
     "overlay_codes",
     "overlay_rgb",
+    "panel_titles",
     "per_class_values",
     "probability_rgb",
     "probs_from_labels",
     "python_snippet",
     "rows_csv",
     "table_json",
+    "upscale_nearest",
 ]

@@ -484,6 +484,26 @@ def test_overlay_codes_and_counts_by_hand():
     assert "n/a" in pg.dice_latex(0, 0, 0)
 
 
+def test_case_images_plain_by_default_and_linked_zoom_on_request(app_test):
+    at = _start(app_test)
+    ref = make_case("disk")
+    imgs = pg.case_images(ref)
+    assert len(at.get("image")) == 3 and not at.get("plotly_chart")  # no plotting library on a first visit
+    legend = next(m.value for m in at.markdown if "overlay:" in m.value)
+    assert all(c in legend for c in (pg.OVERLAY_COLOURS[pg.TP], pg.OVERLAY_COLOURS[pg.FP], pg.OVERLAY_COLOURS[pg.FN]))
+    at.toggle(key="pg_linked_zoom").set_value(True).run()
+    _ok(at)
+    assert not at.get("image") and "case_figure" in [c.key for c in at.get("plotly_chart")]
+    big = pg.upscale_nearest(imgs["overlay"], 512)  # nearest neighbour: each pixel a 2 x 2 block
+    assert big.shape == (512, 512, 3)
+    np.testing.assert_array_equal(big[::2, ::2], imgs["overlay"])
+    np.testing.assert_array_equal(big[1::2, 1::2], imgs["overlay"])
+    assert pg.upscale_nearest(imgs["gt"], 200) is imgs["gt"]
+    assert "wrong class" in pg.legend_html(["bg", "a", "b"], binary=False)
+    assert "wrong class" not in pg.legend_html(["bg", "<a>"], binary=True) and "&lt;a&gt;" in pg.legend_html(
+        ["bg", "<a>"], binary=True)
+
+
 def test_strokes_paint_and_erase_with_the_later_stroke_winning():
     base = np.zeros((4, 4), np.int64)
     rgba = np.zeros((8, 8, 4), np.uint8)

@@ -16,7 +16,7 @@ PAGES = [
 ]
 
 # st.navigation before the heavy imports: until its first call in a server process, Streamlit
-# treats the pages/ folder as a legacy multipage app (see ui.session._leave_legacy_multipage_mode).
+# treats the pages/ folder as a legacy multipage app (see ui/pages_mode.py).
 page = st.navigation(PAGES)
 
 import torch  # noqa: E402

@@ -33,3 +33,12 @@ def test_app_pages_are_the_navigation_scripts():
     pages = app_pages()
     assert pages and pages[0] == "pages/playground.py", "the default page is warmed first"
     assert all((ROOT / p).is_file() for p in pages)
+
+
+def test_warm_order_puts_the_first_visit_and_costly_pages_first():
+    from ui.warm import WARM_FIRST, app_pages, warm_order
+
+    pages = app_pages()
+    ordered = warm_order(pages)
+    assert sorted(ordered) == sorted(pages)
+    assert ordered[0] == "pages/playground.py" and ordered[: len(WARM_FIRST)] == list(WARM_FIRST)

@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 #: seconds of warm-up after which no further page is started (:func:`warm_pages`), counted from the
 #: start of the warm-up; ``SEGLOSS_WARM_PAGES_S`` overrides, 0 skips the pages
-PAGES_BUDGET_S = 10.0
+PAGES_BUDGET_S = 15.0
 
 
 def _say(message: str) -> None:
@@ -112,6 +112,17 @@ def _texts() -> None:
         claims.what_if_text()
 
 
+#: pages warmed first (the first visit, then the pages whose defaults cost most), the rest follow
+#: in navigation order
+WARM_FIRST = ("pages/playground.py", "pages/optimise.py", "pages/bias.py", "pages/agreement.py")
+
+
+def warm_order(pages: list[str]) -> list[str]:
+    """``pages`` with :data:`WARM_FIRST` moved to the front (those present), otherwise in order."""
+    first = [p for p in WARM_FIRST if p in pages]
+    return first + [p for p in pages if p not in first]
+
+
 def app_pages() -> list[str]:
     """Page scripts of app.py's ``st.navigation``, in its order (``pages/playground.py``, ...)."""
     return re.findall(r"""st\.Page\(\s*["']([^"']+\.py)["']""", (ROOT / "app.py").read_text())
@@ -134,7 +145,7 @@ def warm_pages(budget_s: float) -> list[str]:
     logging.disable(logging.WARNING)  # "No runtime found" / "missing ScriptRunContext" outside a server
     try:
         with navigation_mode():  # as st.navigation leaves a served app
-            for page in app_pages():
+            for page in warm_order(app_pages()):
                 if time.perf_counter() - t0 >= budget_s:
                     break
                 at = AppTest.from_file(str(ROOT / "app.py"), default_timeout=max(30.0, budget_s))

@@ -221,7 +221,7 @@ def _metrics(case) -> tuple[dict, str | None]:
     pred = case.hard_prediction
     if case.num_classes == 2:
         return segmentation_metrics(pred == 1, case.gt == 1, spacing=case.spacing), None
-    per_class = segmentation_metrics(pred.astype(np.int64), case.gt, spacing=case.spacing,
+    per_class = segmentation_metrics(pred.astype(np.int64, copy=False), case.gt, spacing=case.spacing,
                                      num_classes=case.num_classes)
     out = {str(k): v for k, v in per_class.items()}
     out["mean"] = mean_over_classes(per_class)
@@ -295,12 +295,26 @@ def cmd_evaluate_folder(args) -> int:
     return 1 if skipped else 0
 
 
+def _return_freed_memory() -> None:
+    """glibc: return every freed block of 1 MiB or more to the system at once (a fixed mmap
+    threshold). By default the threshold climbs to 32 MiB after the first large free, so the
+    per-channel temporaries of a 3-D volume (29 MB at 200^3) then stay in the heap and the peak RSS
+    of ``evaluate`` climbs by about 300 MB of freed fragments. No-op elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):
+        pass
+
+
 def cmd_evaluate(args) -> int:
     from . import io as sio
     from ._tensors import EPS
     from .engine import compute_all
     from .registry import get_loss, list_losses
 
+    _return_freed_memory()
     if _folder_mode(args):
         return cmd_evaluate_folder(args)
     names = _parse_losses(args.losses) or list_losses()

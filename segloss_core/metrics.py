@@ -93,7 +93,7 @@ def _as_labels(arr: np.ndarray, name: str) -> np.ndarray:
             )
     elif np.issubdtype(arr.dtype, np.complexfloating):
         raise ValueError(f"{name} must be real-valued")
-    out = arr.astype(np.int64)
+    out = arr.astype(np.int64, copy=False)  # no copy of an int64 volume
     if out.size and out.min() < 0:
         raise ValueError(f"{name} holds negative labels")
     return out

@@ -73,7 +73,11 @@ def combo_loss(
     """
     fg_probs, fg_target = probs[:, 1:], target[:, 1:]
     dims = spatial_dims(probs)
-    wbce = -(beta * fg_target * clamped_log(fg_probs) + (1 - beta) * (1 - fg_target) * clamped_log(1 - fg_probs)).mean(dims)
+
+    def wbce_of(s, g):  # one class at a time: a volume's temporaries hold one channel
+        return -(beta * g * clamped_log(s) + (1 - beta) * (1 - g) * clamped_log(1 - s)).mean(dims)
+
+    wbce = torch.cat([wbce_of(fg_probs[:, c : c + 1], fg_target[:, c : c + 1]) for c in range(fg_probs.shape[1])], 1)
     dice = _soft_dice(fg_probs, fg_target, smooth)
     per_class = alpha * wbce + (1 - alpha) * (1 - dice)
     return reduce_samples(per_class.mean(1), reduction)
@@ -131,10 +135,13 @@ def exp_log_loss(
     weights = class_vector(class_weights, probs.shape[1], "class_weights", probs)
     dice = _soft_dice(probs[:, 1:], target[:, 1:], smooth)
     dice_part = _clamped_power(-clamped_log(dice), gamma).mean(1)
-    ce_terms = target * _clamped_power(-clamped_log(probs), gamma)
-    if weights is not None:
-        ce_terms = ce_terms * weights
-    ce_part = ce_terms.sum(1).flatten(1).mean(1)
+    ce_sum = None  # sum over the classes, one class at a time (a volume's temporaries hold one channel)
+    for c in range(probs.shape[1]):
+        term = target[:, c] * _clamped_power(-clamped_log(probs[:, c]), gamma)
+        if weights is not None:
+            term = term * weights[:, c]
+        ce_sum = term if ce_sum is None else ce_sum + term
+    ce_part = ce_sum.flatten(1).mean(1)
     return reduce_samples(w_dice * dice_part + w_ce * ce_part, reduction)
 
 

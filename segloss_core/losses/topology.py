@@ -175,7 +175,10 @@ def _target_skeleton(target: torch.Tensor, start: int, iterations: int) -> torch
     """:func:`soft_skeleton` of ``target[:, start:]`` (a constant), remembered per target tensor."""
     def compute(t: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            return soft_skeleton(t.detach()[:, start:], iterations)
+            skel = soft_skeleton(t.detach()[:, start:], iterations)
+        # a 0/1 target has a 0/1 skeleton (min, max, differences and relu keep {0, 1}): kept as
+        # bool, a quarter of the memory, read back exactly
+        return skel.bool() if bool(((skel == 0) | (skel == 1)).all()) else skel
 
     return tensor_memo(target, ("cldice.skeleton", start, int(iterations)), compute)
 
@@ -185,20 +188,21 @@ def _cldice_per_sample(probs, target, start, iterations, smooth_nr, smooth_dr, s
     skel_true = _target_skeleton(target, start, iterations)
     probs, target = probs[:, start:], target[:, start:]
     dims = tuple(range(1, probs.ndim))
+    true_size = skel_true.sum(dims, dtype=probs.dtype)
     if _no_graph(probs):  # channel by channel (same sums, added per channel)
         hit = torch.zeros(probs.shape[0], dtype=probs.dtype, device=probs.device)
         size, covered = hit.clone(), hit.clone()
         for c, skel in _skeleton_channels(probs, int(iterations)):
             size += skel.sum(dims)
             hit += skel.mul_(target[:, c : c + 1]).sum(dims)
-            covered += (skel_true[:, c : c + 1] * probs[:, c : c + 1]).sum(dims)
+            covered += (skel_true[:, c : c + 1].to(probs.dtype) * probs[:, c : c + 1]).sum(dims)
         t_prec = _safe_ratio(hit + smooth_nr, size + smooth_dr)
-        t_sens = _safe_ratio(covered + smooth_nr, skel_true.sum(dims) + smooth_dr)
+        t_sens = _safe_ratio(covered + smooth_nr, true_size + smooth_dr)
         return 1 - _safe_ratio(2 * t_prec * t_sens, t_prec + t_sens + smooth_hm, empty=0.0)
     skel_pred = soft_skeleton(probs, iterations)
     # ratios with a zero denominator (only with zero smoothing): no skeleton -> 1, both ratios 0 -> clDice 0
     t_prec = _safe_ratio((skel_pred * target).sum(dims) + smooth_nr, skel_pred.sum(dims) + smooth_dr)
-    t_sens = _safe_ratio((skel_true * probs).sum(dims) + smooth_nr, skel_true.sum(dims) + smooth_dr)
+    t_sens = _safe_ratio((skel_true.to(probs.dtype) * probs).sum(dims) + smooth_nr, true_size + smooth_dr)
     return 1 - _safe_ratio(2 * t_prec * t_sens, t_prec + t_sens + smooth_hm, empty=0.0)
 
 

@@ -44,7 +44,7 @@ def _load() -> str:
 
 
 def run_cli(gt: Path, pred: Path, extra=()) -> tuple[float, float, float, int]:
-    """``(wall s, peak RSS MB, CPU s, exit status)`` of one fresh ``segloss evaluate``."""
+    """``(wall s, peak RSS MiB, CPU s, exit status)`` of one fresh ``segloss evaluate``."""
     cmd = [sys.executable, "-m", "segloss_core", "evaluate", "--gt", str(gt), "--pred", str(pred), *extra]
     timer = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -144,7 +144,7 @@ def main(argv=None) -> dict:
                     help="also time the app: upload in the sidebar, then every page (AppTest)")
     args = ap.parse_args(argv)
     print(f"3-D volume: segloss evaluate on a {'x'.join(map(str, volumes.SHAPE))} phantom pair "
-          f"(.nii.gz), {os.cpu_count()} cpus; budget {WALL_BUDGET_S:g} s wall, {RSS_BUDGET_MB:g} MB peak RSS")
+          f"(.nii.gz), {os.cpu_count()} cpus; budget {WALL_BUDGET_S:g} s wall, {RSS_BUDGET_MB:g} MiB peak RSS")
     results = {}
     for c in args.classes:
         gt, pred = volumes.cached_pair(c)
@@ -156,7 +156,7 @@ def main(argv=None) -> dict:
         ok = all(r[3] == 0 for r in runs)
         verdict = "within budget" if ok and wall <= WALL_BUDGET_S and rss <= RSS_BUDGET_MB else "OVER BUDGET"
         print(f"\n{c}-class pair ({size:.1f} MB on disk): CLI {wall:.1f} s wall, {cpu:.1f} s CPU, "
-              f"peak RSS {rss:.0f} MB ({_load()}, {len(runs)} run(s)){'' if ok else ', FAILED'}: {verdict}")
+              f"peak RSS {rss:.0f} MiB ({_load()}, {len(runs)} run(s)){'' if ok else ', FAILED'}: {verdict}")
         results[c] = {"wall_s": wall, "rss_mb": rss, "cpu_s": cpu, "ok": ok}
         if args.stages:
             names = args.losses.split(",") if args.losses else None

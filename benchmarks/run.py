@@ -4,7 +4,7 @@ Prints the machine, versions and torch thread count with every figure. Timings a
 interleaved repeats (ours, reference, ours, reference, ...), forward + backward unless stated.
 Runs with plain torch too (e.g. on a GPU machine without MONAI/Streamlit): missing columns are
 skipped. Usage: python benchmarks/run.py [--device cpu|cuda|auto] [--threads N [N ...]] [--repeats R]
-[--quick] [--no-browser] [--no-dataset]. See benchmarks/README.md for what each figure means.
+[--quick] [--no-browser] [--no-dataset] [--no-volume]. See benchmarks/README.md for what each figure means.
 """
 
 from __future__ import annotations
@@ -248,6 +248,9 @@ def main(argv=None):
     ap.add_argument("--dataset", action=argparse.BooleanOptionalAction, default=True,
                     help="validation-set CLI: 50 cases of 128^3 with --jobs 1, --jobs 2, --dask local "
                          "(bench_dataset.py; 6 cases with --quick)")
+    ap.add_argument("--volume", action=argparse.BooleanOptionalAction, default=True,
+                    help="3-D budget: segloss evaluate on a ~200^3 .nii.gz pair (wall, peak RSS, per loss) and "
+                         "its upload in the app (bench_volume.py; binary pair, CLI only, with --quick)")
     ap.add_argument("--quick", action="store_true",
                     help="5 repeats, one thread count, small landscape run, no page timings")
     args = ap.parse_args(argv)
@@ -297,6 +300,12 @@ def main(argv=None):
         print(flush=True)
         torch.set_num_threads(threads[0])
         mod.main([])
+    if args.volume:
+        import bench_volume
+
+        print(flush=True)
+        torch.set_num_threads(threads[0])
+        bench_volume.main(["--classes", "2", "--no-stages", "--no-app"] if args.quick else [])
     if args.dataset:
         import bench_dataset
 

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from segloss_core import claims, get_loss
+from segloss_core import claims, get_loss, list_losses
 from segloss_core import playground as pg
 from segloss_core.conventions import conventions_in_force
 from segloss_core.metrics import METRIC_DEFINITIONS
@@ -101,12 +101,39 @@ def _pick_formula_from_table() -> None:
         st.session_state[FORMULA_KEY] = order[rows[0]]
 
 
+SLOW_VOLUME_KEY = "pg_volume_slow_losses"
+
+
+def _score_slow(digest: str) -> None:
+    st.session_state[SLOW_VOLUME_KEY] = digest
+
+
+def volume_values(volume, params) -> dict:
+    """The whole volume's column: every loss but the slow ones (``LossSpec.slow``) at once; the slow
+    ones, which on a 200^3 volume take about as long again, when asked for (then cached)."""
+    names = list_losses()
+    slow = [n for n in names if get_loss(n).slow]
+    with st.spinner("Scoring the whole volume..."):
+        out = dict(cache.loss_values(volume, params, [n for n in names if n not in slow]))
+    digest = cache.case_digest(volume)
+    if not slow:
+        return out
+    if st.session_state.get(SLOW_VOLUME_KEY) == digest:
+        with st.spinner(f"Scoring the {len(slow)} slow losses on the whole volume..."):
+            out.update(cache.loss_values(volume, params, slow))
+    else:
+        st.button(f"Score the {len(slow)} slow losses on the whole volume", key="pg_volume_slow",
+                  on_click=_score_slow, args=(digest,), icon=":material/hourglass_top:",
+                  help=f"{', '.join(slow)}: about as long again as all the others on a 200^3 volume")
+        out.update({n: "n/a: slow on a whole volume; use the button above the table" for n in slow})
+    return out
+
+
 def table_panel(case, params, volume) -> dict:
     values = cache.loss_values(case, params)
     vol_values = None
     if volume is not None:
-        with st.spinner("Scoring the whole volume..."):
-            vol_values = cache.loss_values(volume, params)
+        vol_values = volume_values(volume, params)
     rows = pg.loss_rows(values, vol_values)
     pinned = st.session_state.get(PIN_KEY)
     deltas = pg.normalised_deltas(values, pinned["values"]) if pinned else None

@@ -285,6 +285,11 @@ def test_nifti_volume_slice_picker_and_whole_volume_losses(app_test):
     sl = _case(at)
     assert sl.gt.shape == gt.shape[1:] and sl.spacing == pytest.approx(zooms[1:])
     _assert_table_matches(at, volume.slice(index))
+    slow = [n for n in sc.list_losses() if sc.get_loss(n).slow]
+    table = _table(at, "whole volume")
+    assert slow and all(table[n] is None or math.isnan(table[n]) for n in slow)  # deferred to the button
+    at.button(key="pg_volume_slow").click().run()
+    _ok(at)
     _assert_table_matches(at, volume, column="whole volume")
     metric_tables = [d.value for d in at.dataframe if "HD95" in d.value.columns]
     assert len(metric_tables) == 2  # the slice's, then the whole volume's

@@ -445,11 +445,13 @@ def _preset(name: str, size: int, preset_params: dict, prediction: dict, seed: i
     return make_case(name, size=size, prediction=dict(prediction), seed=seed, **preset_params)
 
 
-def loss_values(case: Case, params: dict | None = None) -> dict[str, Any]:
-    """Every registered loss on ``case``: ``{name: value or "n/a: reason"}`` (cached)."""
+def loss_values(case: Case, params: dict | None = None, names=None) -> dict[str, Any]:
+    """Every registered loss (or ``names``) on ``case``: ``{name: value or "n/a: reason"}`` (cached)."""
     from segloss_core import playground as pg
 
-    return cached(pg.loss_values, max_entries=64)(case, params or {})
+    if names is None:
+        return cached(pg.loss_values, max_entries=64)(case, params or {})
+    return cached(pg.loss_values, max_entries=64)(case, params or {}, tuple(names))
 
 
 def per_class_values(case: Case, params: dict | None = None) -> dict[str, dict[str, Any]]:

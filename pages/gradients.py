@@ -13,7 +13,7 @@ import streamlit as st
 import segloss_core as sc
 from segloss_core import gradients as gr
 from segloss_core.plots import gradients as gp
-from ui.cache import cached, page_cache
+from ui.cache import cached
 from ui.session import current_case, current_params, panel
 
 KEY = "grad_"
@@ -22,10 +22,24 @@ SCALING_SIZE = 256
 
 
 # ----------------------------------------------------------------------------- cached numerics
+# Numbers are cached (ui.cache), figures are not: they are assembled from plain dicts in a few
+# milliseconds, while a cached plotly figure would be validated again on every unpickling.
+
+MAPS_CACHE = 128  # entries of the gradient-map cache: the two shown losses and the inspector's, one each
 
 
-@page_cache(max_entries=32)
-def _heatmaps(maps: gr.GradientMaps, gt, names, channel, view, shared, robust, titles):
+def _maps(case, names, wrt, params):
+    return cached(gr.gradient_maps, max_entries=MAPS_CACHE)(case, names, wrt=wrt, params=params)
+
+
+def _pixel_maps(case, names, wrt, params):
+    """Every loss in ``names`` on its own cache entry, keyed on its own parameters only (float32)."""
+    one = cached(gr.gradient_maps, max_entries=MAPS_CACHE)
+    return gr.merge_maps([one(case, (n,), wrt=wrt, params={n: params[n]} if n in params else {},
+                              dtype=gr.INSPECTOR_DTYPE) for n in names])
+
+
+def _heatmap_figure(maps: gr.GradientMaps, gt, names, channel, view, shared, robust, titles):
     by_name = maps.channel_maps(channel)
     if view == "side":
         return gp.gradient_heatmaps(by_name, gt, shared_scale=shared, titles=titles,
@@ -38,16 +52,9 @@ def _heatmaps(maps: gr.GradientMaps, gt, names, channel, view, shared, robust, t
     return gp.comparison_heatmap(gr.log_ratio(a, b), gt, kind="ratio", title=f"log10 |{ta}| / |{tb}|")
 
 
-@page_cache(max_entries=32)
-def _histograms(maps: gr.GradientMaps, groups: gr.PixelGroups, channel, scale, titles):
-    hists = gr.group_histograms(maps.magnitudes(channel), groups, scale=scale)
-    return hists, gp.magnitude_histograms(hists, titles)
-
-
-@page_cache(max_entries=16)
 def _scaling(names, wrt, p_in, p_out, params):
-    table = gr.dice_vs_ce_scaling(SCALING_RADII, SCALING_SIZE, p_in, p_out, names, wrt, params)
-    return table, gp.scaling_figure(table, {n: sc.get_loss(n).title for n in names})
+    return cached(gr.dice_vs_ce_scaling, max_entries=16)(SCALING_RADII, SCALING_SIZE, p_in, p_out, names, wrt,
+                                                         {n: params[n] for n in names if n in params})
 
 
 # ----------------------------------------------------------------------------- panels
@@ -67,7 +74,7 @@ def maps_panel(case, names, channel, maps, titles):
         robust = cols[2].toggle("Clip at 99%", value=False, key=KEY + "robust",
                                 help="Set the colour range by the 99th percentile of |gradient|, so a few "
                                      "extreme pixels do not wash out the rest.")
-        fig = _heatmaps(maps, case.gt, names, channel, view, shared, robust, titles)
+        fig = _heatmap_figure(maps, case.gt, names, channel, view, shared, robust, titles)
         st.plotly_chart(fig, width="stretch", key=KEY + "heat")
         st.caption("Red: positive gradient (gradient descent lowers this probability); blue: negative "
                    "(descent raises it); white: 0. Black line: ground-truth outline."
@@ -79,8 +86,8 @@ def histogram_panel(case, names, channel, maps, titles):
     with panel("the histograms"):
         scale = st.segmented_control("Bins", ["log", "linear"], default="log", key=KEY + "hist_scale") or "log"
         groups = cached(gr.pixel_groups)(case.gt)
-        hists, fig = _histograms(maps, groups, channel, scale, titles)
-        st.plotly_chart(fig, width="stretch", key=KEY + "hist")
+        hists = gr.group_histograms(maps.magnitudes(channel), groups, scale=scale)
+        st.plotly_chart(gp.magnitude_histograms(hists, titles), width="stretch", key=KEY + "hist")
         rows = []
         for name, h in hists.items():
             for group, s in h.stats.items():
@@ -110,15 +117,22 @@ def profile_panel(case, names, channel, maps, titles, centre):
         st.caption("Grey: the object along this line.")
 
 
+SLOW_NOTE = "slow to compute: switch on 'Slow losses too'"
+
+
 @st.fragment
 def pixel_panel(case, wrt, params, centre):
     with panel("the pixel inspector"):
         h, w = case.gt.shape
-        cols = st.columns(2)
+        cols = st.columns([2, 2, 1])
         y = cols[0].slider("y (row)", 0, h - 1, value=int(centre[0]), key=KEY + "px_y")
         x = cols[1].slider("x (column)", 0, w - 1, value=int(centre[1]), key=KEY + "px_x")
+        slow = cols[2].toggle("Slow losses too", value=False, key=KEY + "px_slow",
+                              help="Also the losses marked slow (sorting, distance transforms, soft "
+                                   "skeletons): they take most of the time of all the losses together.")
+        names = gr.inspector_losses(slow=slow)
         with st.spinner("Computing every loss's gradient…"):
-            all_maps = cached(gr.all_gradient_maps, max_entries=8)(case, params, wrt=wrt)
+            all_maps = _pixel_maps(case, names, wrt, params)
         rep = gr.pixel_report(case, y, x, wrt=wrt, maps=all_maps)
         probs = ", ".join(f"{case.class_names[k]} {p:.3f}" for k, p in enumerate(rep.probs))
         st.markdown(f"Pixel (y={y}, x={x}): label **{case.class_names[rep.label]}**, prediction {probs}.")
@@ -129,7 +143,7 @@ def pixel_panel(case, wrt, params, centre):
             row = {"loss": r["title"], "category": r["category"]}
             if "unavailable" in r:
                 row["value"] = None
-                row["note"] = r["unavailable"]
+                row["note"] = SLOW_NOTE if r["loss"] not in names else r["unavailable"]
             else:
                 row["value"] = r["value"]
                 for k, g in enumerate(r["grad"]):
@@ -165,8 +179,8 @@ def explanation_panel(case, names, wrt, channel, maps, titles, params):
         cols = st.columns(2)
         p_in = cols[0].slider("p_in", 0.05, 0.95, 0.7, 0.05, key=KEY + "p_in")
         p_out = cols[1].slider("p_out", 0.0, 0.2, 0.0, 0.01, key=KEY + "p_out")
-        table, fig = _scaling(names, wrt, p_in, p_out, params)
-        st.plotly_chart(fig, width="stretch", key=KEY + "scaling")
+        table = _scaling(names, wrt, p_in, p_out, params)
+        st.plotly_chart(gp.scaling_figure(table, titles), width="stretch", key=KEY + "scaling")
         rows = [{"radius": float(r), "|G|": int(a)} for r, a in zip(table.radii, table.areas, strict=True)]
         for name, cols_ in table.per_loss.items():
             for i, row in enumerate(rows):
@@ -210,7 +224,7 @@ with panel("the settings"):
 
 names = (loss_a,) if loss_a == loss_b else (loss_a, loss_b)
 with st.spinner("Computing gradients…"):
-    maps = cached(gr.gradient_maps)(case, names, wrt=wrt, params=params)
+    maps = _maps(case, names, wrt, params)
 for name, reason in maps.unavailable.items():
     st.warning(f"{titles[name]}: {reason}")
 names = tuple(n for n in names if n in maps.results)

@@ -6,7 +6,9 @@ Everything the "Gradient maps" page shows is computed here (no Streamlit):
   :func:`segloss_core.losses_and_grads` call, w.r.t. probabilities or logits;
 - :func:`pixel_groups`: inside / outside / boundary-band masks; :func:`group_histograms`: gradient
   magnitudes per group, with each group's share of the total;
-- :func:`profile`: values along one line; :func:`pixel_report`: one pixel under every registered loss;
+- :func:`profile`: values along one line; :func:`pixel_report`: one pixel under every registered loss
+  (its maps from :func:`all_gradient_maps`, or one loss at a time merged by :func:`merge_maps`;
+  :func:`inspector_losses` leaves out the slow ones);
 - :func:`normalised_difference` / :func:`log_ratio`: compare two maps of different scales;
 - :func:`closed_form_gradient` and :func:`explain`: the closed forms of docs/theory.md
   (G1, G2, G6, G7) evaluated for the parameters actually in force, with numbers and a check
@@ -35,6 +37,8 @@ from .engine import evaluate, losses_and_grads
 from .registry import get_loss, list_losses
 
 GROUPS = ("inside", "outside", "boundary")
+#: dtype of the pixel inspector's maps (every loss at once: half the memory and time of float64)
+INSPECTOR_DTYPE = torch.float32
 DEFAULT_BOUNDARY_PX = 2
 _WRT = ("probs", "logits")
 
@@ -366,10 +370,35 @@ def all_gradient_maps(
     params: Mapping[str, Mapping[str, Any]] | None = None,
     wrt: str = "probs",
     device: str = "auto",
-    dtype: torch.dtype = torch.float32,
+    dtype: torch.dtype = INSPECTOR_DTYPE,
 ) -> GradientMaps:
-    """:func:`gradient_maps` for every registered loss (float32 by default: it is 21 maps)."""
+    """:func:`gradient_maps` for every registered loss (float32 by default: one map per loss)."""
     return gradient_maps(case, list_losses(), wrt=wrt, params=params, device=device, dtype=dtype)
+
+
+def inspector_losses(slow: bool = True) -> list[str]:
+    """Registered losses in registry order: all of them, or (``slow=False``) those without
+    ``LossSpec.slow`` (sorting, distance transforms, soft skeletons: most of the time of all of them)."""
+    return [n for n in list_losses() if slow or not get_loss(n).slow]
+
+
+def merge_maps(parts: Sequence[GradientMaps]) -> GradientMaps:
+    """One :class:`GradientMaps` from several computed on the same case and ``wrt`` (e.g. one loss
+    each, cached separately); a later part's entry for a loss replaces an earlier one's."""
+    if not parts:
+        raise ValueError("no gradient maps to merge")
+    first = parts[0]
+    if any(p.wrt != first.wrt or p.shape != first.shape for p in parts):
+        raise ValueError("gradient maps of different cases or wrt cannot be merged")
+    results: dict[str, LossGradient] = {}
+    unavailable: dict[str, str] = {}
+    for p in parts:
+        for name in [*p.results, *p.unavailable]:
+            results.pop(name, None)
+            unavailable.pop(name, None)
+        results.update(p.results)
+        unavailable.update(p.unavailable)
+    return GradientMaps(first.wrt, first.shape, results, unavailable)
 
 
 def pixel_report(
@@ -385,8 +414,9 @@ def pixel_report(
 ) -> PixelReport:
     """The gradient at pixel ``(y, x)`` (``(z, y, x)`` for 3-D) under every registered loss.
 
-    Pass ``maps`` (from :func:`all_gradient_maps`, same case, params and wrt) to reuse computed maps:
-    moving the pixel then costs nothing.
+    Pass ``maps`` (from :func:`all_gradient_maps` or :func:`merge_maps`, same case, params and wrt) to
+    reuse computed maps: moving the pixel then costs nothing. A loss missing from ``maps`` gets a row
+    with its ``unavailable`` reason (``"n/a: not computed"`` when it was not asked for).
     """
     index = (int(y), int(x)) if case.ndim == 2 else (int(z if z is not None else 0), int(y), int(x))
     if case.ndim == 3 and z is None:
@@ -953,6 +983,7 @@ def dice_vs_ce_scaling(
 
 __all__ = [
     "GROUPS",
+    "INSPECTOR_DTYPE",
     "DiceTerms",
     "Explanation",
     "ExplanationItem",
@@ -972,7 +1003,9 @@ __all__ = [
     "explain",
     "gradient_maps",
     "group_histograms",
+    "inspector_losses",
     "log_ratio",
+    "merge_maps",
     "normalised_difference",
     "pixel_groups",
     "pixel_report",

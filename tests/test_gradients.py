@@ -247,6 +247,27 @@ def test_pixel_report_matches_maps():
     assert "unavailable" in rows["lovasz_hinge"] and len(rows["ce"]["grad"]) == 3
 
 
+def test_per_loss_maps_merge_into_the_all_loss_maps():
+    case = _blob_case(num_classes=3, seed=9)
+    params = {"focal": {"gamma": 3.0}}
+    whole = gr.all_gradient_maps(case, params)
+    fast = gr.inspector_losses(slow=False)
+    assert fast == [n for n in sc.list_losses() if not sc.get_loss(n).slow] and len(fast) < len(sc.list_losses())
+    assert gr.inspector_losses() == sc.list_losses()
+    parts = [gr.gradient_maps(case, (n,), params={n: params[n]} if n in params else {}, dtype=gr.INSPECTOR_DTYPE)
+             for n in sc.list_losses()]
+    merged = gr.merge_maps(parts)
+    assert set(merged.results) == set(whole.results) and set(merged.unavailable) == set(whole.unavailable)
+    for name, r in whole.results.items():
+        np.testing.assert_allclose(merged[name].grad, r.grad, rtol=1e-6, atol=0)
+        assert merged[name].value == pytest.approx(r.value, rel=1e-6) and merged[name].params == r.params
+    only_fast = gr.merge_maps([p for p, n in zip(parts, sc.list_losses(), strict=True) if n in fast])
+    rows = {r["loss"]: r for r in gr.pixel_report(case, 3, 4, maps=only_fast).rows}
+    assert rows["cldice"]["unavailable"] == "n/a: not computed" and "grad" in rows["focal"]
+    with pytest.raises(ValueError):
+        gr.merge_maps([parts[0], gr.gradient_maps(case, ("dice",), wrt="logits")])
+
+
 # ---------------------------------------------------------------------------------- explanation and teaching claims
 
 

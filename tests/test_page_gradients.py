@@ -81,6 +81,31 @@ def test_pixel_inspector_reports_segloss_core_values():
                                    rtol=1e-5)
 
 
+def test_pixel_inspector_computes_slow_losses_on_request():
+    case = _disk_case()
+    at = _app(case)
+    slow = [n for n in sc.list_losses() if sc.get_loss(n).slow]
+    assert slow, "the registry marks some losses slow"
+
+    def table():
+        t = next(d for d in at.dataframe if "loss" in d.value.columns and "category" in d.value.columns)
+        return t.value.set_index("loss")
+
+    df = table()
+    assert list(df.index) == [sc.get_loss(n).title for n in sc.list_losses()]
+    for name in slow:
+        assert "slow" in df.loc[sc.get_loss(name).title, "note"]
+    at.toggle(key="grad_px_slow").set_value(True).run()
+    _ok(at)
+    df = table()
+    y, x = at.slider(key="grad_px_y").value, at.slider(key="grad_px_x").value
+    ref = gr.gradient_maps(case, slow, dtype=torch.float32)
+    for name in ref.results:
+        row = df.loc[sc.get_loss(name).title]
+        np.testing.assert_allclose([row["d/d background"], row["d/d class 1"]], ref[name].grad[:, y, x],
+                                   rtol=1e-5, atol=1e-12)
+
+
 @pytest.mark.parametrize("loss_b", ["lovasz_hinge"])
 def test_multiclass_channel_and_unavailable_loss(loss_b):
     case = _disk_case(num_classes=3)

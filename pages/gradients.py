@@ -117,7 +117,7 @@ def profile_panel(case, names, channel, maps, titles, centre):
         st.caption("Grey: the object along this line.")
 
 
-SLOW_NOTE = "slow to compute: switch on 'Slow losses too'"
+SLOW_NOTE = "slow: switch on 'Slow losses too'"
 
 
 @st.fragment

@@ -126,6 +126,8 @@ def _overlays(gt, axis, marker, line, shape, show_legend, contour=None) -> list[
     out = []
     if gt is not None:
         xs, ys = contour if contour is not None else contour_xy(gt)
+        # float arrays, None -> NaN (a gap in the line): sent as one typed array, not a list walked value by value
+        xs, ys = np.array(xs, dtype=np.float32), np.array(ys, dtype=np.float32)
         out.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines", "line": {"color": "black", "width": 1.5},
                     "name": "ground truth", "hoverinfo": "skip", "legendgroup": "gt", **on})
     if line is not None:

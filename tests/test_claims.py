@@ -411,6 +411,7 @@ def test_readme_limits_are_the_codes():
     from ui import cache
 
     assert "(at most 500 MB," in README and dataset.MAX_ZIP_BYTES == 500 * 2**20
+    assert "the Dataset page's zip: 500 MB)" in README  # serving a class: each uploader's cap
     assert "`SEGLOSS_CACHE_MB`, default 512)" in README
     assert cache.MAX_BYTES == 512 * 2**20 or "SEGLOSS_CACHE_MB" in __import__("os").environ
     assert "two directed 95th percentiles" in README

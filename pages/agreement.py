@@ -23,9 +23,6 @@ KEY = "agr_"
 METHODS = {"spearman": "Spearman ρ", "kendall": "Kendall τ"}
 SIDES = (64, 128, 256)
 WORKING_SIDE = 128  # the default working resolution (longer side, px)
-#: Family means: every loss in its ``LossSpec.group`` (compound losses included).
-GROUPS = {title: tuple(n for n in sc.list_losses() if sc.get_loss(n).group == key)
-          for key, title in sc.registry.GROUPS.items()}
 
 
 # ----------------------------------------------------------------------------- cached numerics
@@ -144,14 +141,7 @@ def ranking_panel(case, settings, hard, params, titles, with_slow):
         top = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[:3])
         bottom = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[-3:])
         n_nan = int(sum(1 for v in agr.metrics.get("HD95", ()) if not math.isfinite(v)))
-        table = agr.spearman if method == "spearman" else agr.kendall
-        means = {}
-        for group, members in GROUPS.items():
-            vals = [table[k][metric] for k in members if k in table and math.isfinite(table[k][metric])]
-            if vals:
-                means[group] = sum(vals) / len(vals)
-        order = sorted(means, key=means.get, reverse=True)
-        groups = " > ".join(f"{g} ({means[g]:.3f})" for g in order)
+        groups = " > ".join(f"{g} ({v:.3f})" for g, v in agr.group_means(metric, method).items())
         st.markdown(
             f"**What it shows.** Over {agr.n} perturbed predictions, a correlation of 1 means the loss orders them "
             f"exactly as {metric} does. Closest: {top}. Furthest: {bottom}. Mean {METHODS[method]} by family: "

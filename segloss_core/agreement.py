@@ -36,7 +36,7 @@ from .case import Case
 from .engine import CHUNK_ELEMENTS, evaluate_batches
 from .limits import check_elements
 from .metrics import segmentation_metrics
-from .registry import list_losses
+from .registry import GROUPS, get_loss, list_losses
 from .stats import hard_counts
 
 #: Largest gap between Dice and Jaccard of the same pair of masks (A3), at J = sqrt(2) - 1.
@@ -242,6 +242,18 @@ class Agreement:
         table = self.spearman if method == "spearman" else self.kendall
         rows = [(k, v[metric]) for k, v in table.items()]
         return sorted(rows, key=lambda kv: (-kv[1] if np.isfinite(kv[1]) else np.inf))
+
+    def group_means(self, metric: str = "1 - Dice", method: str = "spearman") -> dict[str, float]:
+        """``{group title: mean correlation}`` over each display group's losses (``LossSpec.group``,
+        titles from :data:`segloss_core.spec.GROUPS`), finite correlations only, best first; a group
+        with no finite correlation is left out."""
+        table = self.spearman if method == "spearman" else self.kendall
+        means = {}
+        for key, title in GROUPS.items():
+            vals = [table[k][metric] for k in table if get_loss(k).group == key and math.isfinite(table[k][metric])]
+            if vals:
+                means[title] = sum(vals) / len(vals)
+        return dict(sorted(means.items(), key=lambda kv: -kv[1]))
 
 
 def _predictions(pop: Population, hard: bool) -> Callable[[int, int], torch.Tensor]:

@@ -125,6 +125,22 @@ def test_agreement_hard_dice_is_rank_identical(pop):
     assert "linear denom." in a.labels["dice"]
 
 
+def test_group_means_average_each_family_over_finite_correlations():
+    def row(v):
+        return {"1 - Dice": v}
+
+    spearman = {"dice": row(0.9), "iou": row(0.7), "ce": row(0.2), "focal": row(float("nan")),
+                "boundary": row(float("nan"))}
+    kendall = {k: row(-v["1 - Dice"]) for k, v in spearman.items()}
+    a = ag.Agreement(values={}, metrics={}, spearman=spearman, kendall=kendall, labels={}, hard=False, n=3)
+    titles = sc.registry.GROUPS
+    means = a.group_means("1 - Dice", "spearman")
+    assert list(means) == [titles["metric-sensitive"], titles["pixel-wise"]]  # best first; all-NaN left out
+    assert means[titles["metric-sensitive"]] == pytest.approx(0.8)
+    assert means[titles["pixel-wise"]] == pytest.approx(0.2)  # focal's NaN does not count
+    assert list(a.group_means("1 - Dice", "kendall").values()) == pytest.approx([-0.2, -0.8])
+
+
 def test_agreement_values_equal_compute(pop):
     names = ["ce", "dice", "focal", "boundary", "lovasz_softmax"]
     a = ag.agreement(pop, names)

@@ -156,7 +156,7 @@ def band_panel():
         st.markdown(
             f"**What it shows** (π = {band.pi:.3g}). CE's optimum is q* = π = {q[0]:.3f}: it predicts the "
             f"ambiguous pixels with their true frequency. **Linear Dice jumps to {q[1]:.0f}** (it is monotone in "
-            f"q; the switch is at F(2π − 1) + π²U = 0, here {F * (2 * band.pi - 1) + band.pi**2 * U:+.1f}), while "
+            f"q; the switch is at F(2π − 1) + π²U = 0, here {bias.linear_dice_slope(F, U, band.pi):+.1f}), while "
             f"**squared Dice lands in between**, at q* = {q[2]:.3f}. CE + L1 at T = {temperature:g} puts "
             f"q* = {q[3]:.3f}: its penalty vanishes at σ(logit(π)/T) = {zero:.3f}, the proportion of "
             "*sharpened* probabilities, so at the authors' T = 10 it pulls ambiguous pixels toward ½. "

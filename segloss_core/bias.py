@@ -674,6 +674,13 @@ def band_closed_form(kind: str, F: float, U: float, pi: float, q, background: fl
     raise ValueError(f"unknown closed form {kind!r}")
 
 
+def linear_dice_slope(F: float, U: float, pi: float) -> float:
+    r"""The sign that decides linear Dice's band optimum (B2): :math:`F(2\pi - 1) + \pi^2 U`
+    (``F`` confident foreground pixels, ``U`` band pixels, ``pi`` the band's foreground fraction);
+    positive: ``q* = 1``, negative: ``q* = 0``, zero: the loss does not depend on ``q``."""
+    return F * (2 * pi - 1) + pi * pi * U
+
+
 def q_star_closed_form(kind: str, F: float, U: float, pi: float, *, temperature: float = 1.0) -> float:
     r"""The band confidence ``q*`` that minimises a loss, in closed form.
 
@@ -687,7 +694,7 @@ def q_star_closed_form(kind: str, F: float, U: float, pi: float, *, temperature:
     if kind == "ce":
         return float(pi)
     if kind == "dice_linear":
-        slope = F * (2 * pi - 1) + pi * pi * U
+        slope = linear_dice_slope(F, U, pi)
         return 1.0 if slope > 0 else (0.0 if slope < 0 else float("nan"))
     if kind == "dice_squared":
         if pi == 0:

@@ -28,15 +28,17 @@ SCALING_SIZE = 256
 MAPS_CACHE = 128  # entries of the gradient-map cache: the two shown losses and the inspector's, one each
 
 
-def _maps(case, names, wrt, params):
-    return cached(gr.gradient_maps, max_entries=MAPS_CACHE)(case, names, wrt=wrt, params=params)
+def _maps(case, names, wrt, params, dtype=None):
+    """Every loss in ``names`` on its own cache entry (case, loss, its own parameters, wrt, dtype):
+    another loss's parameter or another pair of losses recomputes nothing already computed."""
+    one = cached(gr.gradient_maps, max_entries=MAPS_CACHE)
+    kw = {} if dtype is None else {"dtype": dtype}
+    return gr.merge_maps([one(case, (n,), wrt=wrt, params={n: params[n]} if n in params else {}, **kw)
+                          for n in names])
 
 
 def _pixel_maps(case, names, wrt, params):
-    """Every loss in ``names`` on its own cache entry, keyed on its own parameters only (float32)."""
-    one = cached(gr.gradient_maps, max_entries=MAPS_CACHE)
-    return gr.merge_maps([one(case, (n,), wrt=wrt, params={n: params[n]} if n in params else {},
-                              dtype=gr.INSPECTOR_DTYPE) for n in names])
+    return _maps(case, names, wrt, params, dtype=gr.INSPECTOR_DTYPE)  # every loss at once: float32
 
 
 def _heatmap_figure(maps: gr.GradientMaps, gt, names, channel, view, shared, robust, titles):

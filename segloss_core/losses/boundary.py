@@ -31,6 +31,15 @@ from . import formulas
 _HELP_BG = "also use channel 0 (background); by default only the foreground classes are used"
 
 
+def _hausdorff_params() -> dict[str, ParamSpec]:
+    """The parameters of the Hausdorff-DT loss and of its log form (same defaults)."""
+    return {
+        "alpha": ParamSpec(2.0, "float", "Exponent of the distances: larger values punish errors far from the "
+                           "boundaries more.", range=(0.0, 4.0), step=0.5),
+        "include_background": ParamSpec(False, "bool", _HELP_BG),
+    }
+
+
 def _select(probs: torch.Tensor, target: torch.Tensor, include_background: bool):
     if include_background:
         return probs, target
@@ -219,13 +228,7 @@ SPECS = [
         formula="",
         formula_for=formulas.hausdorff_dt,
         reference="Karimi & Salcudean, IEEE TMI 2020; section 5 of Ma 2020",
-        params={
-            "alpha": ParamSpec(
-                2.0, "float", "Exponent of the distances: larger values punish errors far from the "
-                "boundaries more.", range=(0.0, 4.0), step=0.5,
-            ),
-            "include_background": ParamSpec(False, "bool", _HELP_BG),
-        },
+        params=_hausdorff_params(),
         uses_spacing=True,
         summary="Squared error weighted by the squared distances to the ground-truth and predicted "
         "boundaries: targets large boundary errors, a differentiable stand-in for the Hausdorff distance.",
@@ -238,13 +241,7 @@ SPECS = [
         formula="",
         formula_for=formulas.log_hausdorff_dt,
         reference="Karimi & Salcudean, IEEE TMI 2020 (MONAI LogHausdorffDTLoss)",
-        params={
-            "alpha": ParamSpec(
-                2.0, "float", "Exponent of the distances: larger values punish errors far from the "
-                "boundaries more.", range=(0.0, 4.0), step=0.5,
-            ),
-            "include_background": ParamSpec(False, "bool", _HELP_BG),
-        },
+        params=_hausdorff_params(),
         uses_spacing=True,
         slow=True,
         summary="log(1 + Hausdorff-DT loss) per sample: the same distance-weighted errors with large values "

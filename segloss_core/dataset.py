@@ -486,6 +486,7 @@ def to_csv(rows: Sequence[dict]) -> str:
 
 
 def loss_columns(cols: Iterable[str]) -> list[str]:
+    """The loss columns of a results table: every column but ``case`` and the ``metric_*`` ones."""
     return [c for c in cols if c != "case" and not c.startswith("metric_")]
 
 
@@ -572,6 +573,7 @@ def summarise(rows: Sequence[dict], skipped: Sequence[tuple[str, str]] = ()) -> 
 
 
 def per_class_column(column: str) -> bool:
+    """Whether ``column`` is a per-class metric (``metric_dice_1``), not a foreground mean (``metric_dice``)."""
     return column.startswith("metric_") and column.rsplit("_", 1)[1].isdigit()
 
 

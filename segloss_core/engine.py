@@ -237,6 +237,7 @@ class Plan:
         self.unavailable[name] = f"n/a: {err}"
 
     def check_classes(self, num_classes: int) -> None:
+        """Mark ``binary_only`` losses unavailable (with the reason) when ``num_classes > 2``."""
         for name, spec in self.specs.items():
             if spec.binary_only and num_classes > 2 and name not in self.unavailable:
                 self._fail(name, binary_only_reason(name))
@@ -250,6 +251,7 @@ class Plan:
 
     @property
     def available(self) -> list[str]:
+        """The requested loss names not (yet) marked unavailable, in request order."""
         return [n for n in self.names if n not in self.unavailable]
 
     def kwargs(self, name: str) -> dict[str, Any]:

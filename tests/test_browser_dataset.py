@@ -15,7 +15,6 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
@@ -31,7 +30,7 @@ from benchmarks.browser_harness import (
 from segloss_core import dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_dataset import blobs, probabilities, save_nifti  # noqa: E402
+from test_dataset import nnunet_members  # noqa: E402
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 if not os.path.exists(CHROMIUM):
@@ -66,13 +65,8 @@ def files(tmp_path_factory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("browser_set")
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(8):
-            gt = blobs((16, 14, 10), 40 + i)
-            save_nifti(root / "lab.nii.gz", gt, (1.0, 1.0, 1.5))
-            zf.write(root / "lab.nii.gz", f"labels/case_{i:02d}.nii.gz")
-            npz = io.BytesIO()
-            np.savez_compressed(npz, probabilities=probabilities(gt, 40 + i).transpose(0, 3, 2, 1))
-            zf.writestr(f"predictions/case_{i:02d}.npz", npz.getvalue())
+        for name, data in nnunet_members(root, 8, (16, 14, 10), 40, (1.0, 1.0, 1.5), "case_{i:02d}").items():
+            zf.writestr(name, data)
         zf.writestr("predictions/dataset.json", json.dumps({"labels": {"bg": 0, "a": 1, "b": 2}}))
     (root / "set.zip").write_bytes(buf.getvalue())
     rows, _ = ds.ZipDataset(buf.getvalue()).evaluate(["dice", "ce", "boundary"])

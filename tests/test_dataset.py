@@ -67,13 +67,28 @@ def save_nifti(path: Path, arr: np.ndarray, zooms) -> None:
     nib.save(img, str(path))
 
 
-def save_nnunet(path: Path, probs_xyz: np.ndarray) -> None:
+def save_nnunet(path: Path | io.BytesIO, probs_xyz: np.ndarray) -> None:
     """nnU-Net v2's export: ``probabilities`` in SimpleITK order (z, y, x); 2-D as (C, 1, H, W)."""
     spatial = probs_xyz.ndim - 1
     zyx = probs_xyz.transpose(0, *range(spatial, 0, -1))
     if spatial == 2:
         zyx = zyx[:, None]
     np.savez_compressed(path, probabilities=zyx)
+
+
+def nnunet_members(root: Path, n: int, shape, seed: int, zooms, name: str = "case_{i}") -> dict[str, bytes]:
+    """``n`` 3-D cases as zip members: ``labels/<name>.nii.gz`` (:func:`blobs`, voxel size ``zooms``)
+    and ``predictions/<name>.npz`` (nnU-Net's export of :func:`probabilities`), seeds ``seed + i``;
+    ``root`` is a scratch folder."""
+    members = {}
+    for i in range(n):
+        gt = blobs(shape, seed + i)
+        save_nifti(root / "lab.nii.gz", gt, zooms)
+        members[f"labels/{name.format(i=i)}.nii.gz"] = (root / "lab.nii.gz").read_bytes()
+        npz = io.BytesIO()
+        save_nnunet(npz, probabilities(gt, seed + i))
+        members[f"predictions/{name.format(i=i)}.npz"] = npz.getvalue()
+    return members
 
 
 def expected_row(gt: np.ndarray, probs: np.ndarray, spacing) -> dict:

@@ -9,14 +9,13 @@ import sys
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 
 from segloss_core import dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_dataset import blobs, probabilities, save_nifti  # noqa: E402
+from test_dataset import nnunet_members  # noqa: E402
 
 torch.set_num_threads(1)
 LOSSES = ["dice", "ce", "boundary"]
@@ -27,17 +26,12 @@ PAGE = "pages/dataset.py"
 def zip_bytes(tmp_path_factory) -> bytes:
     """Six small 3-D cases (NIfTI labels, nnU-Net probabilities in (z, y, x)), one label without a
     prediction, a .pkl and a dataset.json, zipped under one wrapper folder."""
-    root = tmp_path_factory.mktemp("zipset")
+    members = nnunet_members(tmp_path_factory.mktemp("zipset"), 6, (12, 10, 8), 20, (1.0, 1.0, 2.0))
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
-        for i in range(6):
-            gt = blobs((12, 10, 8), 20 + i)
-            save_nifti(root / "lab.nii.gz", gt, (1.0, 1.0, 2.0))
-            zf.write(root / "lab.nii.gz", f"set/labels/case_{i}.nii.gz")
-            npz = io.BytesIO()
-            np.savez_compressed(npz, probabilities=probabilities(gt, 20 + i).transpose(0, 3, 2, 1))
-            zf.writestr(f"set/predictions/case_{i}.npz", npz.getvalue())
-        zf.writestr("set/labels/case_9.nii.gz", (root / "lab.nii.gz").read_bytes())
+        for name, data in members.items():
+            zf.writestr(f"set/{name}", data)
+        zf.writestr("set/labels/case_9.nii.gz", members["labels/case_5.nii.gz"])
         zf.writestr("set/predictions/case_0.pkl", b"\x80\x04never unpickled")
         zf.writestr("set/predictions/dataset.json", json.dumps({"labels": {"bg": 0, "a": 1, "b": 2}}))
     return buf.getvalue()

@@ -1,4 +1,4 @@
-"""Concurrent users: one ``streamlit run app.py`` server on a free loopback port, 8 browser
+"""Concurrent users: one ``streamlit run app.py`` server (as ``make run`` serves it) on a free loopback port, 8 browser
 contexts (separate sessions, no shared cookies) opened at the same time, each on a different preset
 through the URL (``?preset=<name>``, the case builder's bound selectbox). Every session must show
 its own case (its preset's caption, its own Dice in the metrics) and no error text, also after all
@@ -11,21 +11,13 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import subprocess
-import sys
-import tempfile
 import time
-import urllib.request
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-ROOT = Path(__file__).resolve().parents[1]
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--disable-sync", "--no-first-run"]
+from benchmarks.browser_harness import CHROMIUM, launch_browser, start_server, stop_server
+
 SIZE = 64  # px: the smallest preset size keeps 8 sessions cheap on a shared CPU
 STARTUP_S = 180
 RUN_TIMEOUT_MS = 240_000
@@ -38,49 +30,18 @@ if not os.path.exists(CHROMIUM):
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def streamlit_server():
-    """``streamlit run app.py`` on 127.0.0.1 (error details on: a traceback would be visible)."""
-    port = _free_port()
-    env = dict(os.environ, STREAMLIT_CLIENT_SHOW_ERROR_DETAILS="full", PYTHONUNBUFFERED="1")
-    log = tempfile.TemporaryFile()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false",
-         "--server.fileWatcherType", "none", "--global.developmentMode", "false"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def server_log() -> str:
-        log.seek(0)
-        return log.read().decode(errors="replace")[-3000:]
-
+    """The app as ``make run`` serves it (:func:`benchmarks.browser_harness.start_server`), error
+    details on so a traceback would be visible: ``(url, server_log)``."""
     try:
-        deadline = time.time() + STARTUP_S
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                pytest.fail(f"streamlit did not start: {server_log()}")
-            time.sleep(0.5)
-        yield url, server_log
+        server = start_server(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}, timeout_s=STARTUP_S)
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    try:
+        yield server.url, lambda: server.log_tail(3000)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        stop_server(server)
 
 
 def _settled(page) -> None:
@@ -137,7 +98,7 @@ def test_eight_sessions_on_one_server_each_see_their_own_preset():
     names = list(PRESETS)[:8]
     assert len(names) == 8, f"need 8 presets for 8 sessions, have {names}"
     with streamlit_server() as (url, server_log), sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
+        browser = launch_browser(p)
         try:
             contexts = [browser.new_context(viewport={"width": 1400, "height": 1600}) for _ in names]
             pages = [c.new_page() for c in contexts]

@@ -1,6 +1,8 @@
 """Shared test helpers.
 
 ``app_test`` (fixture): an ``AppTest`` factory for the whole app (``app.py`` with ``st.navigation``).
+``served_app`` (fixture, one per test module): the app served as ``make run`` serves it, for the
+browser tests.
 
 It runs every AppTest in ``st.navigation`` mode (``ui.pages_mode.navigation_mode``: why, and the
 one place that touches Streamlit's private ``PagesManager``).
@@ -39,3 +41,20 @@ def app_test(monkeypatch):
     with navigation_mode():
         yield make
     config.set_option("client.showErrorDetails", shipped)
+
+
+@pytest.fixture(scope="module")
+def served_app():
+    """A :class:`benchmarks.browser_harness.Server` running the app as ``make run`` does, with error
+    details on (a traceback would be visible); the module's tests share it. Startup failure: the
+    test fails with the server's log tail."""
+    from benchmarks.browser_harness import start_server, stop_server
+
+    try:
+        srv = start_server(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}, timeout_s=180)
+    except RuntimeError as err:
+        pytest.fail(str(err))
+    try:
+        yield srv
+    finally:
+        stop_server(srv)

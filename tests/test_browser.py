@@ -25,8 +25,6 @@ from benchmarks.browser_harness import (
     RUN_TIMEOUT_MS,
     launch_browser,
     open_page,
-    start_server,
-    stop_server,
     wait_for_app,
 )
 
@@ -34,7 +32,6 @@ from benchmarks.browser_harness import (
 PAGES = [("playground", ""), ("gradients", "gradients"), ("landscape", "landscape"), ("bias", "bias"),
          ("agreement", "agreement"), ("optimise", "optimise"), ("dataset", "dataset")]
 BAD_TEXT = ("Traceback", "Error:", "Exception")
-STARTUP_S = 180
 
 pytestmark = [pytest.mark.browser, pytest.mark.xdist_group("browser")]
 if not os.path.exists(CHROMIUM):
@@ -42,16 +39,9 @@ if not os.path.exists(CHROMIUM):
 
 
 @pytest.fixture(scope="module")
-def server():
-    """The app under ``streamlit run`` (error details on, so a traceback would be visible)."""
-    try:
-        srv = start_server(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}, timeout_s=STARTUP_S)
-    except RuntimeError as err:
-        pytest.fail(str(err))
-    try:
-        yield srv.url
-    finally:
-        stop_server(srv)
+def server(served_app) -> str:
+    """The served app's URL (conftest's ``served_app``)."""
+    return served_app.url
 
 
 @pytest.fixture(scope="module")

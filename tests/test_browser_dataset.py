@@ -23,8 +23,6 @@ from benchmarks.browser_harness import (
     RUN_TIMEOUT_MS,
     launch_browser,
     open_page,
-    start_server,
-    stop_server,
     wait_for_app,
 )
 from segloss_core import dataset as ds
@@ -39,15 +37,9 @@ BAD_TEXT = ("Traceback", "Error:", "Exception")
 
 
 @pytest.fixture(scope="module")
-def server():
-    try:
-        srv = start_server(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}, timeout_s=180)
-    except RuntimeError as err:
-        pytest.fail(str(err))
-    try:
-        yield srv.url
-    finally:
-        stop_server(srv)
+def server(served_app) -> str:
+    """The served app's URL (conftest's ``served_app``)."""
+    return served_app.url
 
 
 @pytest.fixture(scope="module")

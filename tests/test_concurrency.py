@@ -12,14 +12,12 @@ from __future__ import annotations
 import os
 import re
 import time
-from contextlib import contextmanager
 
 import pytest
 
-from benchmarks.browser_harness import CHROMIUM, launch_browser, start_server, stop_server
+from benchmarks.browser_harness import CHROMIUM, launch_browser
 
 SIZE = 64  # px: the smallest preset size keeps 8 sessions cheap on a shared CPU
-STARTUP_S = 180
 RUN_TIMEOUT_MS = 240_000
 BAD_TEXT = re.compile(r"Traceback|Exception|\bError\b")
 
@@ -28,20 +26,6 @@ if not os.path.exists(CHROMIUM):
     pytestmark.append(pytest.mark.skip(reason=f"{CHROMIUM} is missing (Debian package 'chromium')"))
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is not installed")
-
-
-@contextmanager
-def streamlit_server():
-    """The app as ``make run`` serves it (:func:`benchmarks.browser_harness.start_server`), error
-    details on so a traceback would be visible: ``(url, server_log)``."""
-    try:
-        server = start_server(env={"STREAMLIT_CLIENT_SHOW_ERROR_DETAILS": "full"}, timeout_s=STARTUP_S)
-    except RuntimeError as err:
-        pytest.fail(str(err))
-    try:
-        yield server.url, lambda: server.log_tail(3000)
-    finally:
-        stop_server(server)
 
 
 def _settled(page) -> None:
@@ -92,12 +76,13 @@ def _choose_preset(page, name: str) -> None:
     page.get_by_role("option", name=name, exact=True).click(timeout=RUN_TIMEOUT_MS)
 
 
-def test_eight_sessions_on_one_server_each_see_their_own_preset():
+def test_eight_sessions_on_one_server_each_see_their_own_preset(served_app):
     from segloss_core.presets import PRESETS
 
     names = list(PRESETS)[:8]
     assert len(names) == 8, f"need 8 presets for 8 sessions, have {names}"
-    with streamlit_server() as (url, server_log), sync_api.sync_playwright() as p:
+    url = served_app.url
+    with sync_api.sync_playwright() as p:
         browser = launch_browser(p)
         try:
             contexts = [browser.new_context(viewport={"width": 1400, "height": 1600}) for _ in names]
@@ -113,7 +98,7 @@ def test_eight_sessions_on_one_server_each_see_their_own_preset():
                 try:
                     _check_session(page, name, [n for n in names if n != name])
                 except AssertionError as err:
-                    raise AssertionError(f"{err}\nserver log:\n{server_log()}") from None
+                    raise AssertionError(f"{err}\nserver log:\n{served_app.log_tail(3000)}") from None
             # round 2: every session switches to the next preset in its own sidebar, all at once
             rotated = names[1:] + names[:1]
             t0 = time.time()

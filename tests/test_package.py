@@ -90,6 +90,35 @@ def test_no_import_cycles():
     assert [c for c in _cycles(graph) if c not in KNOWN_CYCLES] == []
 
 
+#: The README's Layout drawing of ``segloss_core``, top row first: a module imports only from its own
+#: row or the rows below (the known cycle's lazy import aside).
+LAYERS = [
+    {"cli", "__main__", "plots"},
+    {"playground", "gradients", "landscape", "bias", "agreement", "optimise", "claims", "dataset"},
+    {"engine", "conventions"},
+    {"registry", "losses"},
+    {"presets", "perturb"},
+    {"spec"},
+    {"io", "case", "stats", "distance", "metrics"},
+    {"_tensors", "limits"},
+]
+
+
+def test_imports_follow_the_readme_layers():
+    def top(module: str) -> str:
+        return module.split(".")[1]
+
+    row = {m: i for i, layer in enumerate(LAYERS) for m in layer}
+    modules = {_module_name(p): _imports(p) for p in ROOT.rglob("*.py") if p.parent != ROOT or p.stem != "__init__"}
+    assert {top(m) for m in modules} == set(row), "a module missing from LAYERS (and the README's drawing)"
+    known = {(top(a), top(b)) for cycle in KNOWN_CYCLES for a in cycle for b in cycle if a != b}
+    upward = sorted({(top(m), top(d)) for m, deps in modules.items() for d in deps
+                     if d != "segloss_core" and row[top(d)] < row[top(m)]} - known)
+    assert upward == [], f"imports that point up the README's drawing: {upward}"
+    readme = (ROOT.parent / "README.md").read_text(encoding="utf-8")
+    assert "a module imports only from its own row or the rows below" in " ".join(readme.split())
+
+
 def test_no_attribute_shadows_a_submodule():
     for info in pkgutil.iter_modules(sc.__path__):
         if info.name == "__main__":

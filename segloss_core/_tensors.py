@@ -170,14 +170,46 @@ _memo: OrderedDict[int, tuple[weakref.ref, tuple, dict[Any, Any]]] = OrderedDict
 _memo_lock = threading.RLock()  # re-entrant: dropping a value may free a memoised tensor, whose callback locks
 
 
+#: The current :func:`call_memo` scope (an object), or ``None`` outside one.
+_SCOPE: contextvars.ContextVar[object | None] = contextvars.ContextVar("segloss_call_memo", default=None)
+
+
+@contextlib.contextmanager
+def call_memo():
+    """Within this block (one engine call) values derived from tensors whose memory torch does not
+    own (``torch.from_numpy``) are remembered too, and forgotten when the block ends: the caller
+    does not modify its inputs while it runs. Nested blocks share the outermost scope."""
+    if _SCOPE.get() is not None:
+        yield
+        return
+    scope = object()
+    token = _SCOPE.set(scope)
+    try:
+        yield
+    finally:
+        _SCOPE.reset(token)
+        with _memo_lock:
+            for key in [k for k, e in _memo.items() if e[1][0] is scope]:
+                _memo.pop(key, None)
+
+
+def call_scope() -> object | None:
+    """The current :func:`call_memo` scope (an object to key per-call values by), ``None`` outside."""
+    return _SCOPE.get()
+
+
 def _memo_stamp(t: torch.Tensor) -> tuple | None:
     """What identifies ``t``'s current contents, or ``None`` when they could change unseen."""
     try:
-        if t.requires_grad or not t.untyped_storage().resizable():
-            # not resizable: memory torch does not own (torch.from_numpy, DLPack), which can be written
-            # without bumping the version counter
+        if t.requires_grad:
             return None
-        return (t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device)
+        stamp = (t._version, t.data_ptr(), tuple(t.shape), t.stride(), t.dtype, t.device)
+        if t.untyped_storage().resizable():
+            return stamp
+        # not resizable: memory torch does not own (torch.from_numpy, DLPack), which can be written
+        # without bumping the version counter: remembered within a call_memo block only
+        scope = _SCOPE.get()
+        return None if scope is None else (scope, *stamp)
     except (RuntimeError, NotImplementedError, TypeError):  # inference tensors, tensor subclasses, ...
         return None
 

@@ -308,6 +308,18 @@ def _return_freed_memory() -> None:
         pass
 
 
+def _use_all_cores() -> None:
+    """One pair: torch (and the ``edt`` package, which follows torch's count) on every core this
+    process may use. The app and the dataset workers keep their own settings (one thread each)."""
+    import torch
+
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores))
+
+
 def cmd_evaluate(args) -> int:
     from . import io as sio
     from ._tensors import EPS
@@ -317,6 +329,7 @@ def cmd_evaluate(args) -> int:
     _return_freed_memory()
     if _folder_mode(args):
         return cmd_evaluate_folder(args)
+    _use_all_cores()
     names = _parse_losses(args.losses) or list_losses()
     params = _parse_params(args.param, names)
     case = sio.read_case(sio.read_path(args.gt), sio.read_path(args.pred), gt_name=args.gt, pred_name=args.pred)

@@ -44,7 +44,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from ._tensors import EPS, check_pair, reduce_samples, safe_log, tensor_memo, trusted
+from ._tensors import EPS, call_memo, check_pair, reduce_samples, safe_log, tensor_memo, trusted
 from .registry import LossSpec, get_loss, list_losses
 from .stats import SoftConfusion, soft_confusion
 
@@ -288,7 +288,7 @@ class Plan:
         confs: dict[bool, SoftConfusion] = {}
         pixels: PixelView | None = None
         out: dict[str, Value] = {}
-        with torch.no_grad(), trusted():
+        with torch.no_grad(), trusted(), call_memo():  # the prediction's shared terms, for this call only
             for name in self.names if names is None else names:
                 if name in self.unavailable:
                     out[name] = self.unavailable[name]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._tensors import reduce_samples, tensor_memo, validated
+from .._tensors import call_scope, reduce_samples, tensor_memo, validated
 from ..spec import LossSpec, ParamSpec
 from . import formulas
 from .region import _safe_ratio
@@ -106,11 +106,46 @@ def _skeleton_no_graph(x: torch.Tensor, iterations: int) -> torch.Tensor:
     return skel
 
 
+def _active_box(x: torch.Tensor, margin: int) -> tuple[slice, ...] | None:
+    """Slices ``(:, :, *spatial box)`` of ``x`` outside which every sample equals its first pixel's
+    value and lies more than ``margin`` pixels from any other value; ``None`` when ``x`` is constant
+    per sample (its skeleton is then 0)."""
+    flat = x.reshape(x.shape[0], -1)
+    differs = (flat != flat[:, :1]).reshape(x.shape).any(1).any(0)  # spatial
+    if not bool(differs.any()):
+        return None
+    box = [slice(None), slice(None)]
+    for axis in range(differs.ndim):
+        other = tuple(a for a in range(differs.ndim) if a != axis)
+        idx = torch.nonzero(differs.any(other) if other else differs).flatten()
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        box.append(slice(max(lo - margin, 0), min(hi + margin, differs.shape[axis])))
+    return tuple(box)
+
+
+def _skeleton_cropped(x: torch.Tensor, iterations: int) -> tuple[tuple[slice, ...], torch.Tensor | None]:
+    """``(box, skeleton of x[box])`` without a graph; the skeleton is exactly 0 outside ``box``
+    (``None``: 0 everywhere).
+
+    Exact: where a sample is constant (value ``v``) within ``iterations + 2`` pixels of a pixel,
+    every erosion and opening there is ``v`` and the skeleton 0. The box is grown by
+    ``2 (iterations + 2)`` beyond the non-constant pixels, so each pixel on its rim, and each of
+    its neighbours cut off by the crop, holds ``v`` at every step: a min / max over a
+    neighbourhood that contains the pixel itself does not change when equal values leave it, so
+    every value inside the box equals the full image's.
+    """
+    box = _active_box(x, 2 * (iterations + 2))
+    if box is None:
+        return tuple(slice(None) for _ in x.shape), None
+    return box, _skeleton_no_graph(x[box], iterations)
+
+
 def _skeleton_channels(x: torch.Tensor, iterations: int):
-    """``(c, skeleton of channel c)`` for each channel of ``x`` without a graph, one at a time (a
-    volume's temporaries then hold one channel, not all)."""
+    """``(c, box, skeleton of channel c within box)`` (:func:`_skeleton_cropped`) for each channel
+    of ``x`` without a graph, one at a time (a volume's temporaries then hold one channel, not all)."""
     for c in range(x.shape[1]):
-        yield c, _skeleton_no_graph(x[:, c : c + 1], iterations)
+        box, skel = _skeleton_cropped(x[:, c : c + 1], iterations)
+        yield c, box, skel
 
 
 def soft_erode(x: torch.Tensor) -> torch.Tensor:
@@ -158,9 +193,10 @@ def soft_skeleton(x: torch.Tensor, iterations: int = 3) -> torch.Tensor:
     if int(iterations) < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
     if _no_graph(x):
-        out = torch.empty_like(x)
-        for c, skel in _skeleton_channels(x, int(iterations)):
-            out[:, c : c + 1] = skel
+        out = torch.zeros_like(x)
+        for c, box, skel in _skeleton_channels(x, int(iterations)):
+            if skel is not None:
+                out[:, c : c + 1][box] = skel
         return out
     nxt = soft_erode(x)
     skel = F.relu(x - soft_dilate(nxt))
@@ -183,18 +219,41 @@ def _target_skeleton(target: torch.Tensor, start: int, iterations: int) -> torch
     return tensor_memo(target, ("cldice.skeleton", start, int(iterations)), compute)
 
 
+def _prediction_sums(probs, target, start, iterations) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(sum S_P, sum S_P * G)`` per sample ``(B,)`` over channels ``start..`` of ``probs`` and
+    ``target`` without a graph, channel by channel on the skeleton's box. Within one engine call
+    (:func:`~segloss_core._tensors.call_memo`) they are remembered per prediction and target:
+    clDice and Dice + clDice share one skeleton of the prediction."""
+    def compute(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        size = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)
+        hit = size.clone()
+        for c, box, skel in _skeleton_channels(p[:, start:], int(iterations)):
+            if skel is None:
+                continue
+            dims = tuple(range(1, skel.ndim))
+            size += skel.sum(dims)
+            hit += skel.mul_(target[:, start + c : start + c + 1][box]).sum(dims)
+        return size, hit
+
+    scope = call_scope()
+    if scope is None:
+        return compute(probs)
+    key = ("cldice.prediction_sums", scope, id(target), start, int(iterations))
+    size, hit = tensor_memo(probs, key, compute)
+    return size.clone(), hit.clone()
+
+
 def _cldice_per_sample(probs, target, start, iterations, smooth_nr, smooth_dr, smooth_hm) -> torch.Tensor:
     """``1 - clDice`` per sample ``(B,)`` on channels ``start..C-1``."""
     skel_true = _target_skeleton(target, start, iterations)
+    if _no_graph(probs):
+        size, hit = _prediction_sums(probs, target, start, iterations)
     probs, target = probs[:, start:], target[:, start:]
     dims = tuple(range(1, probs.ndim))
     true_size = skel_true.sum(dims, dtype=probs.dtype)
     if _no_graph(probs):  # channel by channel (same sums, added per channel)
-        hit = torch.zeros(probs.shape[0], dtype=probs.dtype, device=probs.device)
-        size, covered = hit.clone(), hit.clone()
-        for c, skel in _skeleton_channels(probs, int(iterations)):
-            size += skel.sum(dims)
-            hit += skel.mul_(target[:, c : c + 1]).sum(dims)
+        covered = torch.zeros_like(size)
+        for c in range(probs.shape[1]):
             covered += (skel_true[:, c : c + 1].to(probs.dtype) * probs[:, c : c + 1]).sum(dims)
         t_prec = _safe_ratio(hit + smooth_nr, size + smooth_dr)
         t_sens = _safe_ratio(covered + smooth_nr, true_size + smooth_dr)

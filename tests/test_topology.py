@@ -52,3 +52,18 @@ def test_cldice_and_dice_cldice_share_prediction_sums_within_one_call():
     assert together == alone
     assert together["cldice"] == pytest.approx(float(cldice_loss(probs.clone(), target)), rel=1e-12)
     assert id(probs) not in _tensors._memo  # forgotten when the call ended
+
+
+def test_hausdorff_and_log_hausdorff_share_one_evaluation_within_a_call():
+    lab = torch.zeros(1, 20, 22, 18, dtype=torch.long)
+    lab[:, 4:15, 5:17, 3:14] = 1
+    lab[:, 8:12, 9:13, 6:10] = 2
+    target = torch.nn.functional.one_hot(lab, 3).permute(0, 4, 1, 2, 3).double()
+    rng = np.random.default_rng(1)
+    probs = torch.from_numpy(np.ascontiguousarray(rng.dirichlet(np.ones(3), size=lab.shape[1:]).transpose(3, 0, 1, 2)[None]))
+    names = ["hausdorff_dt", "log_hausdorff_dt"]
+    together = compute_all(probs, target, names, spacing=(1.0, 2.0, 0.5))
+    alone = {n: compute_all(probs, target, [n], spacing=(1.0, 2.0, 0.5))[n] for n in names}
+    assert together == alone
+    assert together["log_hausdorff_dt"] == pytest.approx(np.log1p(together["hausdorff_dt"]), rel=1e-12)
+    assert id(probs) not in _tensors._memo

@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from .._tensors import reduce_samples, spatial_dims, validated
+from .._tensors import call_scope, reduce_samples, spatial_dims, tensor_memo, validated
 from ..distance import signed_distance_map, unsigned_distance_map
 from ..spec import LossSpec, ParamSpec
 from . import formulas
@@ -133,6 +134,22 @@ def hausdorff_dt_loss(
     convolutional neural networks", IEEE TMI 39(2), 2020; section 5 of Ma, "Segmentation Loss Odyssey",
     arXiv 2020; equals MONAI ``HausdorffDTLoss``.
     """
+    if torch.is_grad_enabled() and probs.requires_grad:
+        per_sample = _hausdorff_per_sample(probs, target, alpha, include_background, spacing)
+    else:  # no graph: shared with log_hausdorff_dt within one engine call
+        scope = call_scope()
+        key = ("hausdorff_dt.per_sample", scope, id(target), float(alpha), bool(include_background),
+               None if spacing is None else tuple(float(v) for v in np.ravel(spacing)))
+
+        def compute(p: torch.Tensor) -> torch.Tensor:
+            return _hausdorff_per_sample(p, target, alpha, include_background, spacing)
+
+        per_sample = compute(probs) if scope is None else tensor_memo(probs, key, compute).clone()
+    return reduce_samples(per_sample, reduction)
+
+
+def _hausdorff_per_sample(probs, target, alpha, include_background, spacing) -> torch.Tensor:
+    """:func:`hausdorff_dt_loss` per sample ``(B,)``."""
     p, g = _select(probs, target, include_background)
     with torch.no_grad():
         d_gt = unsigned_distance_map(g, spacing, dtype=p.dtype)
@@ -143,8 +160,7 @@ def hausdorff_dt_loss(
         per_pixel = (p - g).square() * weight
     else:  # the same operations in place: two fewer volumes held at once
         per_pixel = (p - g).square_().mul_(weight)
-    per_sample = per_pixel.mean(dim=spatial_dims(p)).mean(dim=1)
-    return reduce_samples(per_sample, reduction)
+    return per_pixel.mean(dim=spatial_dims(p)).mean(dim=1)
 
 
 def boundary_pixel_mean(px, *, include_background: bool = False,

@@ -131,13 +131,36 @@ def _vecdot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a * b).sum(-1)
 
 
+#: float32 dot products longer than this are summed in chunks of this length (see :func:`dot`)
+DOT_BLOCK = 1 << 18
+
+
+def dot(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """``torch.dot`` of two 1-D tensors, accurate for long float32 vectors.
+
+    A BLAS float32 dot on one thread accumulates in float32 (relative error 1.6e-5 on a 72^3
+    volume, more on larger ones). Long float32 vectors are multiplied chunk by chunk
+    (:data:`DOT_BLOCK` elements, a cache-sized temporary) and each chunk's products are added by
+    ``torch.sum``, whose cascade summation keeps float32 sums accurate; the chunk sums are added
+    in float64. Other dtypes and short vectors: plain ``torch.dot``.
+    """
+    n = x.numel()
+    if x.dtype != torch.float32 or n <= DOT_BLOCK:
+        return torch.dot(x, y)
+    total = torch.zeros((), dtype=torch.float64, device=x.device)
+    for start in range(0, n, DOT_BLOCK):
+        stop = min(start + DOT_BLOCK, n)
+        total += torch.mul(x[start:stop], y[start:stop]).sum(dtype=torch.float64)
+    return total.to(x.dtype)
+
+
 def rowwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """``(a * b).sum(-1)`` for ``(..., N)`` tensors; no ``(..., N)`` temporary on the CPU for few rows."""
     if not _row_loop(a, b) or (torch.is_grad_enabled() and (a.requires_grad or b.requires_grad)):
         return _vecdot(a, b)
     n = a.shape[-1]
     rows = zip(a.reshape(-1, n).unbind(0), b.reshape(-1, n).unbind(0), strict=True)
-    return torch.stack([torch.dot(x, y) for x, y in rows]).view(a.shape[:-1])
+    return torch.stack([dot(x, y) for x, y in rows]).view(a.shape[:-1])
 
 
 def _dot_and_sums(p: torch.Tensor, g: torch.Tensor, with_target_sum: bool):
@@ -150,7 +173,7 @@ def _dot_and_sums(p: torch.Tensor, g: torch.Tensor, with_target_sum: bool):
     n = p.shape[-1]
     dots, pred_sums, target_sums = [], [], []
     for x, y in zip(p.reshape(-1, n).unbind(0), g.reshape(-1, n).unbind(0), strict=True):
-        dots.append(torch.dot(x, y))
+        dots.append(dot(x, y))
         pred_sums.append(x.sum())
         if with_target_sum:
             target_sums.append(y.sum())

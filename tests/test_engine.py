@@ -178,3 +178,20 @@ def test_float32_region_losses_of_a_volume_match_float64():
     ours = evaluate(names, probs.float(), target.float())
     for name in names:
         assert float(ours[name]) == pytest.approx(float(ref[name]), rel=1e-5), name
+
+
+def test_long_float32_dot_is_accurate_on_one_thread():
+    """The row-by-row path (one CPU thread) sums long float32 products accurately: a BLAS float32
+    dot alone is 1e-5 off on a 72^3 volume's rows."""
+    from segloss_core.stats import DOT_BLOCK, dot
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        g = torch.Generator().manual_seed(0)
+        x = torch.rand(3 * DOT_BLOCK + 17, generator=g, dtype=torch.float64)
+        y = torch.rand(3 * DOT_BLOCK + 17, generator=g, dtype=torch.float64)
+        ref = float(torch.dot(x.float().double(), y.float().double()))
+        assert float(dot(x.float(), y.float())) == pytest.approx(ref, rel=2e-7)
+    finally:
+        torch.set_num_threads(threads)

@@ -297,8 +297,9 @@ def cldice_loss(
         has :math:`T_{prec} = T_{sens} = 1` and scores :math:`s_{hm} / (2 + s_{hm}) \approx 5 \cdot 10^{-5}`,
         not 0. With zero smoothing a ratio whose denominator vanishes counts as 1 (no skeleton:
         nothing to miss) and a vanishing harmonic mean as clDice 0 (MONAI: NaN or Inf). Costs
-        ``(d + 1) (iterations + 1)`` pooling passes over the prediction in ``d``-D (the target's
-        skeleton is remembered per target tensor): far more than Dice, so the spec is ``slow``.
+        ``(d + 1) (iterations + 1)`` pooling passes over the prediction in ``d``-D (without a graph
+        only over the box where a channel is not constant, see :func:`_skeleton_cropped`; the
+        target's skeleton is remembered per target tensor): far more than Dice, so the spec is ``slow``.
 
     Args:
         probs: class probabilities ``(B, C, *spatial)``.

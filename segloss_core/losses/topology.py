@@ -124,7 +124,7 @@ def _active_box(x: torch.Tensor, margin: int) -> tuple[slice, ...] | None:
 
 
 def _skeleton_cropped(x: torch.Tensor, iterations: int) -> tuple[tuple[slice, ...], torch.Tensor | None]:
-    """``(box, skeleton of x[box])`` without a graph; the skeleton is exactly 0 outside ``box``
+    """``(box, skeleton of x[box])`` without a graph (docs/theory.md, M6); the skeleton is exactly 0 outside ``box``
     (``None``: 0 everywhere).
 
     Exact: where a sample is constant (value ``v``) within ``iterations + 2`` pixels of a pixel,

@@ -7,7 +7,6 @@ Widgets and layout only: the numbers come from ``segloss_core.bias`` and the fig
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 import segloss_core as sc
@@ -80,7 +79,7 @@ def size_panel(case, fg_class, params, titles):
         curve = bias.SizeCurve.merge(parts)
         st.plotly_chart(pb.size_curve_figure(curve, normalise=normalise), width="stretch", key=KEY + "size_fig")
         rows = [{"loss": curve.labels[k], "minimum at size ratio": curve.argmin.get(k),
-                 "loss at the minimum": None if isinstance(v, str) else float(np.min(v)),
+                 "loss at the minimum": curve.minima[k],
                  "note": v if isinstance(v, str) else ""} for k, v in curve.values.items()]
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={"minimum at size ratio": st.column_config.NumberColumn(format="%.3f")})
@@ -185,7 +184,7 @@ def sweep_panel(params, titles):
                 "(≈ 1/R): the same boundary mistake costs a small object far more."]
         if "ce" in sweep.values and not isinstance(sweep.values["ce"], str):
             ce = sweep.values["ce"]
-            floor = float(-np.log(sweep.confidence))  # every pixel's price for its confidence
+            floor = sweep.confidence_floor  # every pixel's price for its confidence
             text.append(f"Mean CE instead rises from {ce[0]:.2g} to {ce[-1]:.2g}: above the {floor:.2g} every pixel "
                         "pays for its confidence it grows ∝ R/N, because it counts wrong pixels, whatever the "
                         "object's size.")

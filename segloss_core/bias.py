@@ -235,6 +235,11 @@ class SizeCurve:
         """GT foreground proportion."""
         return self.gt_size / self.n_pixels
 
+    @property
+    def minima(self) -> dict[str, float | None]:
+        """Each loss's smallest value along the family (``None`` where it is n/a)."""
+        return {k: None if isinstance(v, str) else float(np.min(v)) for k, v in self.values.items()}
+
     @staticmethod
     def merge(curves: Sequence[SizeCurve]) -> SizeCurve:
         """One curve holding the losses of several curves of the same family (same ratios)."""
@@ -911,6 +916,11 @@ class SizeSweep:
     boundary_error_px: float
     confidence: float
     image_size: int
+
+    @property
+    def confidence_floor(self) -> float:
+        """Mean CE every pixel pays for predicting its true class with ``confidence``: ``-log(confidence)``."""
+        return float(-np.log(self.confidence))
 
 
 def size_sweep(

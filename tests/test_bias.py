@@ -419,3 +419,13 @@ def test_ground_truth_case_keeps_what_the_size_curves_read(blob):
     c = bias.region_size_control(case, alpha=5.0, n=21, band=None)
     d = bias.region_size_control(gt_case, alpha=5.0, n=21, band=None)
     np.testing.assert_array_equal(c.curve.values["region_size"], d.curve.values["region_size"])
+
+
+def test_size_sweep_confidence_floor_and_curve_minima():
+    """The numbers the bias page prints beside its curves come from segloss_core."""
+    sweep = bias.size_sweep(boundary_error_px=1.0, losses=["ce"], confidence=0.999, n=4)
+    assert sweep.confidence_floor == pytest.approx(-np.log(0.999))
+    from segloss_core.presets import make_case
+
+    curve = bias.size_curve(make_case("disk"), losses=("dice",), n=9)
+    assert curve.minima["dice"] == pytest.approx(float(np.min(curve.values["dice"])))

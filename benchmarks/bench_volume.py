@@ -47,7 +47,7 @@ def run_cli(gt: Path, pred: Path, extra=()) -> tuple[float, float, float, int]:
     """``(wall s, peak RSS MiB, CPU s, exit status)`` of one fresh ``segloss evaluate``."""
     cmd = [sys.executable, "-m", "segloss_core", "evaluate", "--gt", str(gt), "--pred", str(pred), *extra]
     timer = shutil.which("time") or ("/usr/bin/time" if os.path.exists("/usr/bin/time") else None)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, (str(ROOT), os.environ.get("PYTHONPATH"))))}
     if timer:
         t0 = time.perf_counter()
         proc = subprocess.run([timer, "-v", *cmd], capture_output=True, text=True, env=env, cwd=ROOT)
@@ -67,13 +67,17 @@ def run_cli(gt: Path, pred: Path, extra=()) -> tuple[float, float, float, int]:
 
 
 def _timed(fn):
+    import torch
+
     t0, c0 = time.perf_counter(), time.process_time()
     out = fn()
+    if torch.cuda.is_initialized():
+        torch.cuda.synchronize()
     return out, time.perf_counter() - t0, time.process_time() - c0
 
 
-def stages(gt: Path, pred: Path, names=None) -> list[tuple[str, float, float]]:
-    """``[(stage, wall s, CPU s)]`` of the evaluate command's stages, in this process."""
+def stages(gt: Path, pred: Path, names=None, device: str = "cpu") -> list[tuple[str, float, float]]:
+    """``[(stage, wall s, CPU s)]`` of the evaluate command's stages, in this process, on ``device``."""
     import segloss_core as sc
     from segloss_core import cli
     from segloss_core import io as sio
@@ -83,8 +87,8 @@ def stages(gt: Path, pred: Path, names=None) -> list[tuple[str, float, float]]:
     data = (sio.read_path(gt), sio.read_path(pred))
     case, w, c = _timed(lambda: sio.read_case(*data, gt_name=gt.name, pred_name=pred.name))
     rows.append(("read both files (.nii.gz)", w, c))
-    (probs, target), w, c = _timed(lambda: case.tensors())
-    rows.append(("tensors", w, c))
+    (probs, target), w, c = _timed(lambda: case.tensors(device=device))
+    rows.append((f"tensors (on {device})", w, c))
     names = names or sc.list_losses()
     for name in names:
         clear_cache()
@@ -140,6 +144,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--stages", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the stages and every loss in this process")
     ap.add_argument("--losses", help="comma-separated losses for the stage timings (default: all)")
+    ap.add_argument("--device", default="cpu", help="device of the CLI runs (--device) and the stage timings")
     ap.add_argument("--app", action=argparse.BooleanOptionalAction, default=True,
                     help="also time the app: upload in the sidebar, then every page (AppTest)")
     args = ap.parse_args(argv)
@@ -149,7 +154,7 @@ def main(argv=None) -> dict:
     for c in args.classes:
         gt, pred = volumes.cached_pair(c)
         size = (gt.stat().st_size + pred.stat().st_size) / 2**20
-        runs = [run_cli(gt, pred) for _ in range(max(1, args.repeats))]
+        runs = [run_cli(gt, pred, ("--device", args.device)) for _ in range(max(1, args.repeats))]
         wall = statistics.median(r[0] for r in runs)
         rss = max(r[1] for r in runs)
         cpu = statistics.median(r[2] for r in runs)
@@ -161,7 +166,7 @@ def main(argv=None) -> dict:
         if args.stages:
             names = args.losses.split(",") if args.losses else None
             print(f"  {'stage (in process)':<40} {'wall s':>7} {'CPU s':>7}")
-            for stage, w, cs in stages(gt, pred, names):
+            for stage, w, cs in stages(gt, pred, names, args.device):
                 print(f"  {stage:<40} {w:7.2f} {cs:7.2f}")
             print(f"  ({_load()})")
         if args.app:

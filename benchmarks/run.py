@@ -305,7 +305,8 @@ def main(argv=None):
 
         print(flush=True)
         torch.set_num_threads(threads[0])
-        bench_volume.main(["--classes", "2", "--no-stages", "--no-app"] if args.quick else [])
+        vol = ["--device", str(device)] + ([] if device.type == "cpu" else ["--no-app"])
+        bench_volume.main(vol + (["--classes", "2", "--no-stages", "--no-app"] if args.quick else []))
     if args.dataset:
         import bench_dataset
 

@@ -275,10 +275,11 @@ case = current_case()
 st.title("Playground")
 source = case_source()
 if source.get("kind") == "preset":
+    from segloss_core.claims import describe
     from segloss_core.presets import PRESETS
 
     preset = PRESETS.get(source["preset"])
-    st.caption(f"**{preset.title if preset else case.name}**: {preset.description if preset else ''}")
+    st.caption(f"**{preset.title if preset else case.name}**: {describe(preset) if preset else ''}")
 else:
     st.caption(f"**{case.name}**: {' x '.join(map(str, case.gt.shape))} px, {case.num_classes} classes.")
 

@@ -137,6 +137,13 @@ def vessel_topology() -> dict[str, tuple[float, float]]:
 # ---------------------------------------------------------------------------------------------
 
 
+def describe(preset) -> str:
+    """A preset's caption followed by its live-computed numbers (what the app shows)."""
+    if preset.fact is None:
+        return preset.caption
+    return f"{preset.caption} {globals()[preset.fact]()}"
+
+
 def vessel_fact() -> str:
     """The thin-vessel preset's caption numbers: a 1-px shift against HD95, next to the disk."""
     y, x = shift_cost("vessel", 1.0, "shift_y"), shift_cost("vessel", 1.0, "shift_x")

@@ -53,17 +53,8 @@ class Preset:
     prediction: dict[str, float] = field(default_factory=dict)
     image: Callable[[int], np.ndarray] | None = None
     #: name of a :mod:`segloss_core.claims` function giving the numbers behind the caption, computed
-    #: live from the preset (no literal numbers in captions).
+    #: live from the preset (no literal numbers in captions): :func:`segloss_core.claims.describe`.
     fact: str | None = None
-
-    @property
-    def description(self) -> str:
-        """The caption followed by its live-computed numbers (what the app shows)."""
-        if self.fact is None:
-            return self.caption
-        from . import claims
-
-        return f"{self.caption} {getattr(claims, self.fact)()}"
 
     @property
     def doc(self) -> str:

@@ -167,7 +167,7 @@ def test_playground_page_shows_the_live_what_if_text():
 
 
 def test_vessel_caption_states_what_the_preset_shows():
-    text = PRESETS["vessel"].description
+    text = claims.describe(PRESETS["vessel"])
     assert "halves" not in text
     y = make_case("vessel", prediction={"shift_y": 1.0})
     x = make_case("vessel", prediction={"shift_x": 1.0})
@@ -179,7 +179,7 @@ def test_vessel_caption_states_what_the_preset_shows():
 
 
 def test_tiny_lesion_caption():
-    text = PRESETS["tiny_lesion"].description
+    text = claims.describe(PRESETS["tiny_lesion"])
     case = make_case("tiny_lesion", prediction={"shift_x": 15.0})
     _check(text, "(shift x {} px), CE is only {}, while the Dice loss is {} without the background ({} with it)",
            15.0, _loss(case, "ce"), _loss(case, "dice", **NNUNET_DICE), _loss(case, "dice"))
@@ -190,7 +190,7 @@ def test_tiny_lesion_caption():
 
 
 def test_two_blobs_caption():
-    text = PRESETS["two_blobs"].description
+    text = claims.describe(PRESETS["two_blobs"])
     gt, _ = PRESETS["two_blobs"].build(256)
     parts, n = ndimage.label(gt == 1)
     sizes = np.bincount(parts.ravel())[1:]

@@ -88,6 +88,7 @@ def _reset_prediction() -> None:
 
 
 def _preset_mode() -> None:
+    from segloss_core.claims import describe
     from segloss_core.perturb import PERTURBATIONS
     from segloss_core.presets import DEFAULT_PRESET, PRESETS
 
@@ -96,7 +97,7 @@ def _preset_mode() -> None:
     name = st.selectbox("Preset", names, index=names.index(DEFAULT_PRESET), key=PRESET_KEY, bind=URL,
                         persist_state="session", on_change=_on_preset_change)
     preset = PRESETS[name]
-    st.caption(f"**{preset.title}**: {preset.description}")
+    st.caption(f"**{preset.title}**: {describe(preset)}")
     size = st.select_slider("Image size (px)", SIZES, value=256, key="size", bind=URL, persist_state="session",
                             help="side of the square image; losses and metrics are per pixel of it")
     params = {p: spec_widget(spec, f"{name}_{p}", name=p, bind=URL) for p, spec in preset.params.items()}

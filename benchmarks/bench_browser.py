@@ -317,7 +317,7 @@ import json, sys, time
 t0 = time.perf_counter()
 import numpy as np
 import segloss_core as sc
-from segloss_core.presets import make_case
+from segloss_core.data.presets import make_case
 case = make_case("disk", size=256)
 probs = case.probs.astype(np.{dtype})
 t1 = time.perf_counter()
@@ -431,7 +431,7 @@ async def _sessions(url: str, queries: list[str], spread_s: float):
 
 
 def sessions_rows(n: int = 20, spread_s: float = 10.0) -> None:
-    from segloss_core.presets import PRESETS
+    from segloss_core.data.presets import PRESETS
 
     names = list(PRESETS)
     variants = {

@@ -6,7 +6,7 @@ dilate in [-8, 8] px, the six default losses (ce, dice, iou, tversky, focal, bou
 
 Baseline ("naive loop"): for every grid point, ``perturb.apply`` for that point, then
 ``segloss_core.compute`` once per loss and the hard Dice / Jaccard from
-``segloss_core.metrics.confusion_counts`` on the arg-max (not ``sc.metrics``, whose surface
+``segloss_core.core.metrics.confusion_counts`` on the arg-max (not ``sc.metrics``, whose surface
 distances would make the baseline slower than what the landscape computes). It is timed on an
 evenly spaced subsample of the grid points and extrapolated to the whole grid (printed as such).
 
@@ -28,10 +28,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import segloss_core as sc  # noqa: E402
-from segloss_core import perturb  # noqa: E402
-from segloss_core.landscape import DEFAULT_LOSSES, landscape  # noqa: E402
-from segloss_core.metrics import confusion_counts  # noqa: E402
-from segloss_core.presets import make_case  # noqa: E402
+from segloss_core.analyses.landscape import DEFAULT_LOSSES, landscape  # noqa: E402
+from segloss_core.core.metrics import confusion_counts  # noqa: E402
+from segloss_core.data import perturb  # noqa: E402
+from segloss_core.data.presets import make_case  # noqa: E402
 
 N = 41
 X = ("shift_x", -10.0, 10.0)

@@ -27,9 +27,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from segloss_core import optimise as opt  # noqa: E402
-from segloss_core._tensors import resolve_device  # noqa: E402
-from segloss_core.presets import make_case  # noqa: E402
+from segloss_core.analyses import optimise as opt  # noqa: E402
+from segloss_core.core._tensors import resolve_device  # noqa: E402
+from segloss_core.data.presets import make_case  # noqa: E402
 
 BAR_SECONDS = 3.0
 

@@ -80,8 +80,8 @@ def stages(gt: Path, pred: Path, names=None, device: str = "cpu") -> list[tuple[
     """``[(stage, wall s, CPU s)]`` of the evaluate command's stages, in this process, on ``device``."""
     import segloss_core as sc
     from segloss_core import cli
-    from segloss_core import io as sio
-    from segloss_core.distance import clear_cache
+    from segloss_core.core.distance import clear_cache
+    from segloss_core.data import files as sio
 
     rows = []
     data = (sio.read_path(gt), sio.read_path(pred))

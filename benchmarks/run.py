@@ -173,7 +173,7 @@ def bench_distance(device, repeats, shape=SHAPE):
     ``new pred``: the same ground truth, a different prediction every call (a training step: the
     GT maps come from the cache, the Hausdorff-DT prediction map is computed). MONAI recomputes
     every map in a per-image Python loop on every call."""
-    from segloss_core.distance import clear_cache
+    from segloss_core.core.distance import clear_cache
 
     _, probs, target = _inputs(device, shape)
     preds = [torch.softmax(3 * target.roll(k, dims=-1) + torch.randn(target.shape, device=device), 1)
@@ -219,8 +219,8 @@ def bench_distance(device, repeats, shape=SHAPE):
 
 def bench_table(device, repeats) -> tuple[float, float]:
     """``compute_all`` on the 256 x 256 binary disk preset: (first call with empty caches, median warm call)."""
-    from segloss_core import presets
-    from segloss_core.distance import clear_cache
+    from segloss_core.core.distance import clear_cache
+    from segloss_core.data import presets
 
     case = presets.make_case("disk", size=256)
     probs, target = case.tensors(device=device)

@@ -11,7 +11,7 @@ scaled and differently wobbled copy, so it disagrees with the ground truth near 
 saturates to exactly 0 / 1 a few voxels away (as a trained network's output does, which also keeps
 the ``.nii.gz`` files far under the upload cap). :func:`write_pair` saves both as NIfTI with nibabel
 (label map: uint8 ``(X, Y, Z)``; prediction: float32 ``(X, Y, Z)`` foreground map for binary,
-``(X, Y, Z, C)`` class maps otherwise), the layout :mod:`segloss_core.io` reads.
+``(X, Y, Z, C)`` class maps otherwise), the layout :mod:`segloss_core.data.files` reads.
 
 Usage: ``python benchmarks/volumes.py OUTDIR [--classes 2|3]`` writes ``gt.nii.gz``, ``pred.nii.gz``.
 """

@@ -1,6 +1,6 @@
 """Metric agreement (Eelbode et al.): which losses order predictions the way Dice does.
 
-Widgets and layout only: the numbers come from ``segloss_core.agreement`` and the figures from
+Widgets and layout only: the numbers come from ``segloss_core.analyses.agreement`` and the figures from
 ``segloss_core.plots.agreement``, cached (``ui.cache``) on the case and the settings. Each panel is an
 ``st.fragment``, so its controls rerun only that panel.
 """
@@ -12,8 +12,8 @@ import math
 import streamlit as st
 
 import segloss_core as sc
-from segloss_core import agreement as ag
-from segloss_core import bias
+from segloss_core.analyses import agreement as ag
+from segloss_core.analyses import bias
 from segloss_core.plots import agreement as pa
 from ui.cache import page_cache, progress_bar
 from ui.session import current_case, current_params, panel
@@ -220,7 +220,7 @@ with_slow = cols[1].toggle("Include the slow losses", value=False, key=KEY + "sl
 st.caption(f"The population: the current prediction (at most {max_side} px per side) perturbed at random (seeded) "
            "by dilation/erosion, shifts, confidence scaling, a false-positive blob, a dropped part and logit noise, "
            "each active with probability 0.6 and scaled to the object's size, in one batched call of "
-           "segloss_core.perturb.apply.")
+           "segloss_core.data.perturb.apply.")
 
 params = current_params()
 titles = {k: sc.get_loss(k).title for k in sc.list_losses()}

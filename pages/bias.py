@@ -1,6 +1,6 @@
 """Region-size bias (Liu et al.): which predicted size each loss prefers, and why.
 
-Widgets and layout only: the numbers come from ``segloss_core.bias`` and the figures from
+Widgets and layout only: the numbers come from ``segloss_core.analyses.bias`` and the figures from
 ``segloss_core.plots.bias``, cached (``ui.cache``) on the case and the settings. Each panel is an
 ``st.fragment``, so its sliders rerun only that panel.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 import segloss_core as sc
-from segloss_core import bias
+from segloss_core.analyses import bias
 from segloss_core.plots import bias as pb
 from ui.cache import cached, page_cache
 from ui.session import current_case, current_params, panel

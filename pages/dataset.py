@@ -2,7 +2,7 @@
 and which cases each loss thinks are worst.
 
 Widgets and layout only: parsing, pairing, evaluation and statistics come from
-``segloss_core.dataset``, the figures from ``segloss_core.plots.dataset``. Results live in this
+``segloss_core.analyses.dataset``, the figures from ``segloss_core.plots.dataset``. Results live in this
 session's state, keyed on the upload's sha256 (and the losses and parameters for a zip), so
 reruns from the controls never recompute.
 """
@@ -15,7 +15,7 @@ import json
 import streamlit as st
 
 import segloss_core as sc
-from segloss_core import dataset as ds
+from segloss_core.analyses import dataset as ds
 from segloss_core.plots import dataset as pdp
 from ui import case_builder
 from ui.session import current_case, current_params, panel

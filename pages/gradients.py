@@ -1,6 +1,6 @@
 """Gradient maps: where each loss pushes the prediction, pixel by pixel.
 
-Widgets and layout only: the numbers come from ``segloss_core.gradients`` and the figures from
+Widgets and layout only: the numbers come from ``segloss_core.analyses.gradients`` and the figures from
 ``segloss_core.plots.gradients``; both are cached on the case digest and the settings. Each panel is
 an ``st.fragment``, so a slider reruns only its own panel.
 """
@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 
 import segloss_core as sc
-from segloss_core import gradients as gr
+from segloss_core.analyses import gradients as gr
 from segloss_core.plots import gradients as gp
 from ui.cache import cached
 from ui.session import current_case, current_params, panel

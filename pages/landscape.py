@@ -1,6 +1,6 @@
 """Loss landscapes: every loss over a grid of perturbations of the current prediction.
 
-Widgets and layout only: the numbers come from ``segloss_core.landscape`` and the figures from
+Widgets and layout only: the numbers come from ``segloss_core.analyses.landscape`` and the figures from
 ``segloss_core.plots.landscape``; results are cached (``ui.cache``) on the case and the settings.
 The whole landscape panel is an ``st.fragment``, so changing a control reruns only it.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import streamlit as st
 
 import segloss_core as sc
-from segloss_core.landscape import (
+from segloss_core.analyses.landscape import (
     DEFAULT_LOSSES,
     DEFAULT_RANGES,
     Landscape1DResult,
@@ -18,7 +18,7 @@ from segloss_core.landscape import (
     landscape,
     landscape_1d,
 )
-from segloss_core.perturb import PERTURBATIONS
+from segloss_core.data.perturb import PERTURBATIONS
 from segloss_core.plots import landscape as lp
 from ui.cache import page_cache, progress_bar
 from ui.session import current_case, current_params, panel

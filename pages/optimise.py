@@ -1,6 +1,6 @@
 """What-if training: gradient descent on the prediction itself, one copy per loss.
 
-Widgets and layout only: the run is ``segloss_core.optimise.optimise`` (cached on the case digest and
+Widgets and layout only: the run is ``segloss_core.analyses.optimise.optimise`` (cached on the case digest and
 the settings), the figures come from ``segloss_core.plots.optimise``. The step slider and the
 play / pause toggle live in one ``st.fragment`` that reruns itself on a timer while playing.
 """
@@ -11,7 +11,7 @@ import streamlit as st
 import torch._dynamo  # noqa: F401 - torch.optim imports it on the first optimiser (~1 s): here the server's warm-up pays it
 
 import segloss_core as sc
-from segloss_core import optimise as opt
+from segloss_core.analyses import optimise as opt
 from segloss_core.plots import optimise as op
 from ui.cache import page_cache, progress_bar
 from ui.session import current_case, current_params, panel

@@ -2,10 +2,11 @@
 
 import streamlit as st
 
-from segloss_core import claims, get_loss, list_losses
-from segloss_core import playground as pg
-from segloss_core.conventions import conventions_in_force
-from segloss_core.metrics import METRIC_DEFINITIONS
+from segloss_core import get_loss, list_losses
+from segloss_core.analyses import claims
+from segloss_core.analyses import playground as pg
+from segloss_core.core.conventions import conventions_in_force
+from segloss_core.core.metrics import METRIC_DEFINITIONS
 from segloss_core.plots.masks import case_figure
 from segloss_core.plots.table import delta_bar_figure
 from ui import cache
@@ -275,8 +276,8 @@ case = current_case()
 st.title("Playground")
 source = case_source()
 if source.get("kind") == "preset":
-    from segloss_core.claims import describe
-    from segloss_core.presets import PRESETS
+    from segloss_core.analyses.claims import describe
+    from segloss_core.data.presets import PRESETS
 
     preset = PRESETS.get(source["preset"])
     st.caption(f"**{preset.title if preset else case.name}**: {describe(preset) if preset else ''}")

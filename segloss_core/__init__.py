@@ -10,22 +10,22 @@ what these functions compute.
 
 import types
 
-from . import landscape as _landscape_module
-from . import metrics as _metrics_module
-from ._tensors import EPS, as_tensor, binary_probs, one_hot, resolve_device, to_probs
-from .case import Case
-from .engine import compute, compute_all, loss_and_grad, losses_and_grads
-from .landscape import landscape_1d
-from .metrics import segmentation_metrics as segmentation_metrics  # also sc.metrics(...)
-from .registry import LossSpec, ParamSpec, get_loss, list_losses
-from .stats import SoftConfusion, soft_confusion
+from .analyses import landscape as _landscape_module
+from .analyses.landscape import landscape_1d
+from .core import metrics as _metrics_module
+from .core._tensors import EPS, as_tensor, binary_probs, one_hot, resolve_device, to_probs
+from .core.engine import compute, compute_all, loss_and_grad, losses_and_grads
+from .core.metrics import segmentation_metrics as segmentation_metrics  # also sc.metrics(...)
+from .core.registry import LossSpec, ParamSpec, get_loss, list_losses
+from .core.stats import SoftConfusion, soft_confusion
+from .data.case import Case
 
 
 class _CallableModule(types.ModuleType):
-    """A submodule that is also callable as its main function, so that a public function and the
-    submodule of the same name do not shadow each other: ``sc.metrics(pred, gt)`` calls
-    :func:`segloss_core.metrics.segmentation_metrics`, and ``sc.metrics`` stays the module
-    (``import segloss_core.metrics as m``, ``sc.metrics.confusion_counts`` work)."""
+    """A module that is also callable as its main function, so that the public call and the module
+    of the same name are one object: ``sc.metrics(pred, gt)`` calls
+    :func:`segloss_core.core.metrics.segmentation_metrics`, and ``sc.metrics`` is that module
+    (``sc.metrics.confusion_counts`` works; ``sc.landscape`` likewise)."""
 
     def __call__(self, *args, **kwargs):
         return getattr(self, self.__dict__["_call_"])(*args, **kwargs)
@@ -41,6 +41,8 @@ def _callable(module: types.ModuleType, function: str) -> None:
 
 _callable(_metrics_module, "segmentation_metrics")  # sc.metrics(pred, gt, spacing=None, ...)
 _callable(_landscape_module, "landscape")  # sc.landscape(pred, gt, x=..., y=..., n=...)
+metrics = _metrics_module
+landscape = _landscape_module
 
 
 __all__ = [

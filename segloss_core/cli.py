@@ -3,14 +3,14 @@
 - ``losses``: the registered losses with their category and parameters (defaults).
 - ``evaluate --gt GT --pred PRED [--losses a,b] [--param loss.name=value ...] [--json]``: every
   loss and the segmentation metrics of one ground truth / prediction pair (files read by
-  :mod:`segloss_core.io`: PNG, TIFF, NPY, NPZ, NIfTI; identified by content).
+  :mod:`segloss_core.data.files`: PNG, TIFF, NPY, NPZ, NIfTI; identified by content).
 - ``evaluate --gt-dir LABELS --pred-dir PREDICTIONS --out results.csv [--jobs N] [--dask ADDRESS|local]``:
-  a whole validation set, paired by case id the nnU-Net way (:mod:`segloss_core.dataset`): one CSV
+  a whole validation set, paired by case id the nnU-Net way (:mod:`segloss_core.analyses.dataset`): one CSV
   row per case, a summary on stdout, progress and one line per skipped pair on stderr. Exit 0 when
   every pair was evaluated, 1 when some were skipped, 2 on bad usage, a missing folder, no pairs or
   every pair skipped.
 - ``landscape --preset disk --x shift_x --y dilate --n 41 [--losses ...] [--json]``: a loss
-  landscape over two perturbation axes (:func:`segloss_core.landscape.landscape`).
+  landscape over two perturbation axes (:func:`segloss_core.analyses.landscape.landscape`).
 
 Any bad input (missing, unreadable or hostile file, unknown loss or parameter, bad value) exits
 with status 2 and exactly one line ``error: ...`` on stderr, never a traceback; an unexpected
@@ -102,7 +102,7 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 
 def _parse_losses(text: str | None) -> list[str] | None:
-    from .registry import get_loss
+    from .core.registry import get_loss
 
     if text is None:
         return None
@@ -159,7 +159,7 @@ def _number(key: str, text: str) -> float:
 
 def _parse_params(items: list[str] | None, names: list[str]) -> dict[str, dict[str, Any]]:
     """``["dice.smooth=1e-3", ...]`` -> ``{"dice": {"smooth": 0.001}}``, validated by the registry."""
-    from .registry import get_loss
+    from .core.registry import get_loss
 
     out: dict[str, dict[str, Any]] = {}
     for item in items or []:
@@ -184,7 +184,7 @@ def _parse_params(items: list[str] | None, names: list[str]) -> dict[str, dict[s
 
 
 def cmd_losses(args) -> int:
-    from .registry import get_loss, list_losses
+    from .core.registry import get_loss, list_losses
 
     names = list_losses()
     if args.json:
@@ -216,7 +216,7 @@ def cmd_losses(args) -> int:
 def _metrics(case) -> tuple[dict, str | None]:
     import numpy as np
 
-    from .metrics import mean_over_classes, segmentation_metrics
+    from .core.metrics import mean_over_classes, segmentation_metrics
 
     pred = case.hard_prediction
     if case.num_classes == 2:
@@ -258,8 +258,8 @@ def _progress(done: int, total: int, outcome) -> None:
 
 
 def cmd_evaluate_folder(args) -> int:
-    from . import dataset as ds
-    from .registry import list_losses
+    from .analyses import dataset as ds
+    from .core.registry import list_losses
 
     names = _parse_losses(args.losses) or list_losses()
     params = _parse_params(args.param, names)
@@ -321,10 +321,10 @@ def _use_all_cores() -> None:
 
 
 def cmd_evaluate(args) -> int:
-    from . import io as sio
-    from ._tensors import EPS
-    from .engine import compute_all
-    from .registry import get_loss, list_losses
+    from .core._tensors import EPS
+    from .core.engine import compute_all
+    from .core.registry import get_loss, list_losses
+    from .data import files as sio
 
     _return_freed_memory()
     if _folder_mode(args):
@@ -388,8 +388,8 @@ def _axis(text: str, flag: str) -> tuple[str, float, float] | str:
 
 
 def cmd_landscape(args) -> int:
-    from .landscape import DEFAULT_LOSSES, landscape
-    from .presets import make_case
+    from .analyses.landscape import DEFAULT_LOSSES, landscape
+    from .data.presets import make_case
 
     names = _parse_losses(args.losses)
     params = _parse_params(args.param, names or list(DEFAULT_LOSSES))
@@ -455,7 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("landscape", help="loss landscape over two perturbation axes of a preset")
-    p.add_argument("--preset", default="disk", help="preset case (see segloss_core.presets)")
+    p.add_argument("--preset", default="disk", help="preset case (see segloss_core.data.presets)")
     p.add_argument("--size", type=int, default=256, help="image side in px (64..512, default 256)")
     p.add_argument("--x", default="shift_x", help="x axis: NAME or NAME:LOW:HIGH (default shift_x)")
     p.add_argument("--y", default="dilate", help="y axis: NAME or NAME:LOW:HIGH (default dilate)")

@@ -1,4 +1,4 @@
-"""segloss_core.agreement: Dice/Jaccard relation and bounds (docs/theory.md, A1-A4), rank agreement, the WCE sweep (A6)."""
+"""segloss_core.analyses.agreement: Dice/Jaccard relation and bounds (docs/theory.md, A1-A4), rank agreement, the WCE sweep (A6)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ import torch
 from scipy import stats
 
 import segloss_core as sc
-from segloss_core import agreement as ag
-from segloss_core import perturb
+from segloss_core.analyses import agreement as ag
+from segloss_core.core import registry
+from segloss_core.data import perturb
 
 
 def disk(size, radius, centre):
@@ -133,7 +134,7 @@ def test_group_means_average_each_family_over_finite_correlations():
                 "boundary": row(float("nan"))}
     kendall = {k: row(-v["1 - Dice"]) for k, v in spearman.items()}
     a = ag.Agreement(values={}, metrics={}, spearman=spearman, kendall=kendall, labels={}, hard=False, n=3)
-    titles = sc.registry.GROUPS
+    titles = registry.GROUPS
     means = a.group_means("1 - Dice", "spearman")
     assert list(means) == [titles["metric-sensitive"], titles["pixel-wise"]]  # best first; all-NaN left out
     assert means[titles["metric-sensitive"]] == pytest.approx(0.8)

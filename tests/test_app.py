@@ -22,10 +22,10 @@ import torch
 from PIL import Image
 
 import segloss_core as sc
-from segloss_core import playground as pg
-from segloss_core.conventions import CONVENTIONS, convention_params, conventions_in_force
-from segloss_core.io import save_case_npz
-from segloss_core.presets import PRESETS, make_case
+from segloss_core.analyses import playground as pg
+from segloss_core.core.conventions import CONVENTIONS, convention_params, conventions_in_force
+from segloss_core.data.files import save_case_npz
+from segloss_core.data.presets import PRESETS, make_case
 
 torch.set_num_threads(1)
 
@@ -127,7 +127,7 @@ def test_starts_on_the_playground_with_the_disk_preset_and_every_loss(app_test):
     ref = make_case("disk")
     assert _case(at).digest() == ref.digest()
     _assert_table_matches(at, ref)
-    # the metrics panel shows segloss_core.metrics of the arg-max prediction
+    # the metrics panel shows segloss_core.core.metrics of the arg-max prediction
     m = sc.metrics(ref.hard_prediction, ref.gt, num_classes=2)[1]
     shown = {x.label: x.value for x in at.metric}
     assert shown["Dice"] == f"{m['dice']:.4f}" and shown["HD95"] == f"{m['hd95']:.2f} px"
@@ -252,7 +252,7 @@ def test_upload_good_files_then_bad_files_keep_the_previous_case(app_test):
 
 
 def test_ground_truth_alone_gets_a_prediction_made_from_it(app_test):
-    from segloss_core.perturb import prediction_from_gt
+    from segloss_core.data.perturb import prediction_from_gt
 
     at = _upload_mode(app_test)
     gt = np.zeros((40, 40), np.uint8)

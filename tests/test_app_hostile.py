@@ -50,7 +50,7 @@ def _good_upload(app_test):
     import numpy as np
 
     import segloss_core as sc
-    from segloss_core import io as sio
+    from segloss_core.data import files as sio
 
     at = app_test()
     at.run()
@@ -123,7 +123,7 @@ def test_every_hostile_file_through_the_npz_loader(app_test):
 def test_ground_truth_alone_hostile_is_rejected(app_test):
     """Without a prediction the app makes one from the ground truth: every ground truth of the table
     that the reader refuses on its own is refused by the app with the reader's exact line."""
-    from segloss_core import io as sio
+    from segloss_core.data import files as sio
 
     at, digest = _good_upload(app_test)
     at.file_uploader(key=PRED_KEY).set_value(None)
@@ -148,7 +148,7 @@ def test_ground_truth_alone_hostile_is_rejected(app_test):
 
 
 def test_failing_metrics_panel_leaves_the_rest_of_the_page(app_test, monkeypatch):
-    from segloss_core import playground as pg
+    from segloss_core.analyses import playground as pg
 
     def out_of_memory(*args, **kwargs):
         raise MemoryError("cannot allocate 3 GiB\n  File \"secret.py\", line 1")
@@ -166,7 +166,7 @@ def test_failing_metrics_panel_leaves_the_rest_of_the_page(app_test, monkeypatch
 def test_failing_case_builder_falls_back_and_the_page_renders(app_test, monkeypatch):
     import streamlit as st
 
-    from segloss_core import presets
+    from segloss_core.data import presets
 
     def broken(*args, **kwargs):
         raise KeyError("preset table corrupted")

@@ -1,4 +1,4 @@
-"""segloss_core.bias: closed forms of docs/theory.md (B1-B9) against the real losses."""
+"""segloss_core.analyses.bias: closed forms of docs/theory.md (B1-B9) against the real losses."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import torch
 from scipy.special import expit, logit
 
 import segloss_core as sc
-from segloss_core import bias
-from segloss_core._tensors import EPS
+from segloss_core.analyses import bias
+from segloss_core.core._tensors import EPS
 
 EXACT_DICE = {"include_background": False, "smooth": 0.0, "squared": False}
 SQUARED_DICE = {"include_background": False, "smooth": 0.0, "squared": True}
@@ -425,7 +425,7 @@ def test_size_sweep_confidence_floor_and_curve_minima():
     """The numbers the bias page prints beside its curves come from segloss_core."""
     sweep = bias.size_sweep(boundary_error_px=1.0, losses=["ce"], confidence=0.999, n=4)
     assert sweep.confidence_floor == pytest.approx(-np.log(0.999))
-    from segloss_core.presets import make_case
+    from segloss_core.data.presets import make_case
 
     curve = bias.size_curve(make_case("disk"), losses=("dice",), n=9)
     assert curve.minima["dice"] == pytest.approx(float(np.min(curve.values["dice"])))

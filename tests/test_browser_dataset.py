@@ -25,7 +25,7 @@ from benchmarks.browser_harness import (
     open_page,
     wait_for_app,
 )
-from segloss_core import dataset as ds
+from segloss_core.analyses import dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_dataset import nnunet_members  # noqa: E402

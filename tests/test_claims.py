@@ -5,7 +5,7 @@ digit (:func:`_agrees`); words such as "about" get an explicit tolerance, writte
 README number is found through the sentence that states it (:func:`_stated`), so editing the text
 without the numbers (or the numbers without the test) fails here. The computations below use the
 presets at 256 x 256 with their defaults, the registry's default parameters and the pages' default
-settings, as the texts say, and are written independently of ``segloss_core.claims`` (which makes
+settings, as the texts say, and are written independently of ``segloss_core.analyses.claims`` (which makes
 the app's live texts); the app's texts are then checked to carry the same numbers.
 """
 
@@ -22,12 +22,12 @@ from scipy import ndimage
 from scipy.special import expit, logit
 
 import segloss_core as sc
-from segloss_core import agreement as ag
-from segloss_core import bias, claims
-from segloss_core import gradients as gr
-from segloss_core._tensors import EPS
-from segloss_core.conventions import convention_params
-from segloss_core.presets import PRESETS, TINY_FRACTION, make_case
+from segloss_core.analyses import agreement as ag
+from segloss_core.analyses import bias, claims
+from segloss_core.analyses import gradients as gr
+from segloss_core.core._tensors import EPS
+from segloss_core.core.conventions import convention_params
+from segloss_core.data.presets import PRESETS, TINY_FRACTION, make_case
 
 ROOT = Path(__file__).resolve().parents[1]
 README = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
@@ -329,7 +329,7 @@ def test_readme_weighted_ce_sweep(populations):
 
 
 def test_empty_class_policy_numbers():
-    from segloss_core.losses.region import EMPTY_CLASS_POLICY, SMOOTH
+    from segloss_core.core.losses.region import EMPTY_CLASS_POLICY, SMOOTH
 
     assert "predicted empty scores 0 and one with false positives scores about 1" in EMPTY_CLASS_POLICY
     assert "gradient ~ smooth/FP^2" in EMPTY_CLASS_POLICY
@@ -390,7 +390,7 @@ def test_bias_size_sweep_shapes():
 
 
 def test_readme_vessel_dice_flat_where_hd95_steep():
-    from segloss_core.landscape import landscape_1d
+    from segloss_core.analyses.landscape import landscape_1d
 
     r = landscape_1d(make_case("vessel"), axis=("shift_y", 4.0, 10.0), n=7, losses=["dice"], hd95=True)
     dice_loss, hd95 = np.asarray(r.metrics["dice"]), np.asarray(r.hd95)
@@ -407,7 +407,7 @@ def test_readme_vessel_dice_flat_where_hd95_steep():
 def test_readme_limits_are_the_codes():
     """"at most 500 MB" (the Dataset page's zip), "default 512" (the page cache's memory bound) and
     "95th percentiles" (HD95) are the values the code uses."""
-    from segloss_core import dataset
+    from segloss_core.analyses import dataset
     from ui import cache
 
     assert "(at most 500 MB," in README and dataset.MAX_ZIP_BYTES == 500 * 2**20

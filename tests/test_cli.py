@@ -20,7 +20,7 @@ import torch
 
 import segloss_core as sc
 from segloss_core import cli
-from segloss_core import io as sio
+from segloss_core.data import files as sio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_io import HOSTILE, Hostile, disk, nifti_bytes, npy_bytes, png_bytes, soft  # noqa: E402
@@ -169,8 +169,8 @@ def test_landscape_json_matches_api(capfd):
                          "--y", "dilate", "--n", "3", "--losses", "dice,ce", "--json", "--device", "cpu")
     assert rc == 0 and err == "", err
     out = json.loads(text)
-    from segloss_core.landscape import landscape
-    from segloss_core.presets import make_case
+    from segloss_core.analyses.landscape import landscape
+    from segloss_core.data.presets import make_case
 
     ref = landscape(make_case("disk", size=128), x=("shift_x", -4, 4), y="dilate", n=3, losses=["dice", "ce"],
                     device="cpu")
@@ -247,7 +247,7 @@ def test_internal_error_is_one_line_exit_1(capfd, binary_pair, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("boom\nsecond line")
 
-    monkeypatch.setattr("segloss_core.engine.compute_all", boom)
+    monkeypatch.setattr("segloss_core.core.engine.compute_all", boom)
     rc, out, err = call(capfd, "evaluate", "--gt", str(gt_path), "--pred", str(pred_path))
     line = assert_one_line_error(rc, out, err, code=1)
     assert line == "error: internal error: RuntimeError: boom"

@@ -40,7 +40,7 @@ def _settled(page) -> None:
 def _expected_dice(name: str) -> str | None:
     """The Dice the metrics panel must show for the preset (binary presets), as the app formats it."""
     import segloss_core as sc
-    from segloss_core.presets import make_case
+    from segloss_core.data.presets import make_case
 
     case = make_case(name, size=SIZE)
     if not case.is_binary:
@@ -50,7 +50,7 @@ def _expected_dice(name: str) -> str | None:
 
 
 def _check_session(page, name: str, others: list[str]) -> None:
-    from segloss_core.presets import PRESETS
+    from segloss_core.data.presets import PRESETS
 
     preset = PRESETS[name]
     text = page.locator('[data-testid="stApp"]').inner_text(timeout=RUN_TIMEOUT_MS)
@@ -77,7 +77,7 @@ def _choose_preset(page, name: str) -> None:
 
 
 def test_eight_sessions_on_one_server_each_see_their_own_preset(served_app):
-    from segloss_core.presets import PRESETS
+    from segloss_core.data.presets import PRESETS
 
     names = list(PRESETS)[:8]
     assert len(names) == 8, f"need 8 presets for 8 sessions, have {names}"

@@ -11,8 +11,9 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core.gradients import gradient_maps
-from segloss_core.presets import make_case
+from segloss_core.analyses.gradients import gradient_maps
+from segloss_core.core.engine import evaluate
+from segloss_core.data.presets import make_case
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 
@@ -44,8 +45,8 @@ def test_auto_device_is_cuda():
 @pytest.mark.parametrize("wrt", ["probs", "logits"])
 def test_every_loss_and_gradient_equal_on_cpu_and_cuda(case, wrt):
     probs, target = CASES[case]
-    cpu = sc.engine.evaluate(NAMES, probs, target, reduction="none", grad=wrt)
-    gpu = sc.engine.evaluate(NAMES, probs.cuda(), target.cuda(), reduction="none", grad=wrt)
+    cpu = evaluate(NAMES, probs, target, reduction="none", grad=wrt)
+    gpu = evaluate(NAMES, probs.cuda(), target.cuda(), reduction="none", grad=wrt)
     for name in NAMES:
         if isinstance(cpu[name], str):
             assert gpu[name] == cpu[name], name

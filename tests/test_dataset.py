@@ -26,7 +26,7 @@ from scipy import stats
 
 import segloss_core as sc
 from segloss_core import cli
-from segloss_core import dataset as ds
+from segloss_core.analyses import dataset as ds
 
 LOSSES = ["dice", "ce", "focal", "generalized_dice", "boundary", "hausdorff_dt", "lovasz_hinge"]
 PARAMS = {"dice": {"smooth": 1e-3}}
@@ -438,7 +438,7 @@ def test_zip_pairs_like_a_folder_and_guards_inflation(folder, monkeypatch):
     assert_rows_equal(rows, [{"case": c, **expected[c]} for c in GOOD], rel=1e-9)
     assert [c for c, _ in skipped] == ["case_c", "case_d", "case_f", "case_m"]
     # a member inflating past the per-file cap is refused on the bytes inflated, whatever the zip says
-    import segloss_core.io as sio
+    import segloss_core.data.files as sio
 
     monkeypatch.setattr(sio, "MAX_UPLOAD_BYTES", 2000)
     out = ds.guarded("case_a", lambda: zset.case(zset.pairs[0]))

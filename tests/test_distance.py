@@ -9,7 +9,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from segloss_core import one_hot
-from segloss_core.distance import (
+from segloss_core.core.distance import (
     boundary_weight_map,
     cache_info,
     clear_cache,

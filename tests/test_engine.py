@@ -9,8 +9,8 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core.engine import PixelView, Plan, evaluate, evaluate_batches, is_one_hot
-from segloss_core.spec import GROUPS, HARD_TARGETS_ONLY
+from segloss_core.core.engine import PixelView, Plan, evaluate, evaluate_batches, is_one_hot
+from segloss_core.core.spec import GROUPS, HARD_TARGETS_ONLY
 
 NAMES = sc.list_losses()
 
@@ -164,7 +164,7 @@ def test_public_loss_functions_validate_their_input(name):
 def test_float32_region_losses_of_a_volume_match_float64():
     """On a volume (more pixels than the matrix-product path takes) float32 region losses stay
     within 1e-5 (relative) of float64: the confusion sums do not lose precision with size."""
-    from segloss_core.engine import MATMUL_MAX_PIXELS
+    from segloss_core.core.engine import MATMUL_MAX_PIXELS
 
     z, y, x = torch.meshgrid(*(torch.linspace(-1, 1, 72, dtype=torch.float64),) * 3, indexing="ij")
     assert 72**3 > MATMUL_MAX_PIXELS
@@ -183,7 +183,7 @@ def test_float32_region_losses_of_a_volume_match_float64():
 def test_long_float32_dot_is_accurate_on_one_thread():
     """The row-by-row path (one CPU thread) sums long float32 products accurately: a BLAS float32
     dot alone is 1e-5 off on a 72^3 volume's rows."""
-    from segloss_core.stats import DOT_BLOCK, dot
+    from segloss_core.core.stats import DOT_BLOCK, dot
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -12,7 +12,7 @@ import torch
 from scipy.optimize import minimize_scalar
 
 import segloss_core as sc
-from segloss_core import optimise as opt
+from segloss_core.analyses import optimise as opt
 
 # ------------------------------------------------------------------------ what-if training: band optima
 
@@ -82,9 +82,9 @@ def test_soft_band_explanation_prints_the_true_squared_dice_optimum():
 
 @pytest.mark.parametrize("wrt", ["probs", "logits"])
 def test_ce_closed_form_follows_the_clamped_log_on_a_missed_tiny_lesion(wrt):
-    from segloss_core import gradients as gr
-    from segloss_core._tensors import EPS
-    from segloss_core.presets import make_case
+    from segloss_core.analyses import gradients as gr
+    from segloss_core.core._tensors import EPS
+    from segloss_core.data.presets import make_case
 
     case = make_case("tiny_lesion", prediction={"shift_x": 30.0})  # the lesion is missed: s = 0 on it
     s = np.asarray(case.probs, dtype=np.float64)
@@ -188,7 +188,7 @@ def test_hd95_and_assd_are_the_stated_definitions_and_differ_from_the_pooled_one
 def test_metric_definitions_are_stated_in_the_docstrings_and_beside_the_metrics():
     import importlib
 
-    metrics_module = importlib.import_module("segloss_core.metrics")  # sc.metrics is the function
+    metrics_module = importlib.import_module("segloss_core.core.metrics")  # sc.metrics is the function
     defs = metrics_module.METRIC_DEFINITIONS
     assert set(defs) >= {"hd", "hd95", "assd"}
     for key, phrase in (("hd95", "larger of the two directed 95th percentiles"),
@@ -283,7 +283,7 @@ def test_formulas_state_what_the_code_computes():
 
 
 def test_playground_and_gradient_page_show_the_formula_for_the_parameters_in_force():
-    from segloss_core import gradients as gr
+    from segloss_core.analyses import gradients as gr
     from tests.page_helpers import disk_case, run_page
     from ui.session import PARAMS_KEY
 

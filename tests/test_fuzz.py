@@ -8,7 +8,7 @@ predictions, empty / full / single-pixel ground truths, soft labels where a loss
 
 - every registered loss returns a finite value and finite gradients w.r.t. the probabilities and
   the logits (``segloss_core.loss_and_grad``); a ``binary_only`` loss raises ``ValueError`` for C > 2;
-- ``segloss_core.metrics`` never raises on valid hard masks / label maps; undefined values are
+- ``segloss_core.core.metrics`` never raises on valid hard masks / label maps; undefined values are
   ``None`` exactly where the empty-mask policy says so, everything else is finite;
 - ``perturb.apply`` (batched), ``perturb.prediction_from_gt`` and ``presets.make_case`` only
   produce valid probabilities (finite, in [0, 1], summing to 1 over the classes).
@@ -28,8 +28,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import segloss_core as sc
-from segloss_core import perturb, presets
-from segloss_core.metrics import METRIC_NAMES
+from segloss_core.core.metrics import METRIC_NAMES
+from segloss_core.data import perturb, presets
 
 torch.set_num_threads(1)
 

@@ -1,4 +1,4 @@
-"""segloss_core.gradients and its figures: the gradient maps against the closed forms of
+"""segloss_core.analyses.gradients and its figures: the gradient maps against the closed forms of
 docs/theory.md (G1, G2, G6, G7), written out again here independently of the module,
 plus pixel groups, histograms, profiles, the explanation's numbers and the size sweep."""
 
@@ -9,7 +9,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 import segloss_core as sc
-from segloss_core import gradients as gr
+from segloss_core.analyses import gradients as gr
 from segloss_core.plots import gradients as gp
 
 torch.set_num_threads(1)

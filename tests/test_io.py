@@ -1,4 +1,4 @@
-"""segloss_core.io: every format round-trips; every hostile input is refused with one line, in bounded memory.
+"""segloss_core.data.files: every format round-trips; every hostile input is refused with one line, in bounded memory.
 
 All fixtures are generated here, in memory or in pytest's tmp dirs (no binary files in the repo).
 References: the writers (Pillow, tifffile, numpy, nibabel) and nibabel's / tifffile's own readers.
@@ -28,8 +28,8 @@ import torch
 from PIL import Image
 
 import segloss_core as sc
-from segloss_core import io as sio
-from segloss_core import limits
+from segloss_core.core import limits
+from segloss_core.data import files as sio
 
 RNG = np.random.default_rng(1234)
 

@@ -9,8 +9,7 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import perturb as P
-from segloss_core.landscape import (
+from segloss_core.analyses.landscape import (
     CROP_SEPARABLE,
     DEFAULT_LOSSES,
     active_box,
@@ -19,7 +18,8 @@ from segloss_core.landscape import (
     minima_table,
     parse_axis,
 )
-from segloss_core.presets import make_case
+from segloss_core.data import perturb as P
+from segloss_core.data.presets import make_case
 
 LOSSES = list(DEFAULT_LOSSES) + ["wce", "topk", "generalized_dice", "dice_ce", "lovasz_softmax"]
 

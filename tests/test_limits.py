@@ -18,9 +18,11 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import agreement, limits, perturb
-from segloss_core import io as sio
-from segloss_core.landscape import landscape as landscape_fn
+from segloss_core.analyses import agreement
+from segloss_core.analyses.landscape import landscape as landscape_fn
+from segloss_core.core import limits
+from segloss_core.data import files as sio
+from segloss_core.data import perturb
 from tests.test_io import nifti_header
 
 BIG_SPATIAL = (300, 512, 512)

@@ -10,7 +10,7 @@ from scipy import ndimage
 
 import segloss_core as sc
 from segloss_core import one_hot
-from segloss_core.losses.boundary import boundary_loss, hausdorff_dt_loss
+from segloss_core.core.losses.boundary import boundary_loss, hausdorff_dt_loss
 
 
 def monai_losses():

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core._tensors import EPS
-from segloss_core.losses import compound as comp
-from segloss_core.losses import distribution as dist
-from segloss_core.losses import region
+from segloss_core.core._tensors import EPS
+from segloss_core.core.losses import compound as comp
+from segloss_core.core.losses import distribution as dist
+from segloss_core.core.losses import region
 
 OWN = ["combo", "exp_log", "dice_ce", "region_size"]
 

@@ -10,13 +10,13 @@ import torch
 from scipy import ndimage
 
 import segloss_core as sc
-from segloss_core._tensors import EPS
-from segloss_core.losses import distribution as dist
+from segloss_core.core._tensors import EPS
+from segloss_core.core.losses import distribution as dist
 
 OWN = ["ce", "wce", "topk", "focal", "dpce"]
-HAVE_DISTANCE = importlib.util.find_spec("segloss_core.distance") is not None
+HAVE_DISTANCE = importlib.util.find_spec("segloss_core.core.distance") is not None
 needs_distance = pytest.mark.skipif(
-    not HAVE_DISTANCE, reason="segloss_core/distance.py (boundary_weight_map, another owner) not written yet"
+    not HAVE_DISTANCE, reason="segloss_core/core/distance.py (boundary_weight_map, another owner) not written yet"
 )
 
 

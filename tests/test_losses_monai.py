@@ -278,7 +278,7 @@ def test_cldice_matches_monai(shape):
 def test_soft_skeleton_matches_monai_and_thins_a_bar():
     from monai.losses.cldice import soft_skel
 
-    from segloss_core.losses.topology import soft_skeleton
+    from segloss_core.core.losses.topology import soft_skeleton
 
     probs, _ = make_pair((2, 3, 7, 9, 10))
     assert torch.equal(soft_skeleton(probs, 4), soft_skel(probs, 4))
@@ -304,8 +304,8 @@ def test_cldice_target_skeleton_is_remembered_per_target_and_follows_changes():
 
 def test_vessel_what_if_line_numbers():
     """The Playground's clDice question: its numbers, recomputed with MONAI on the preset's tensors."""
-    from segloss_core import claims
-    from segloss_core.presets import PRESETS, make_case
+    from segloss_core.analyses import claims
+    from segloss_core.data.presets import PRESETS, make_case
 
     assert PRESETS["vessel"].params["thickness"].default == 3.0  # the thin vessel the sentence describes
     text = " ".join(claims.what_if_text().split())
@@ -339,9 +339,9 @@ def test_new_losses_are_registered_with_monai_metadata():
 
 
 def test_new_losses_work_in_every_analysis():
-    from segloss_core import agreement, bias, gradients, optimise
-    from segloss_core.landscape import landscape
-    from segloss_core.presets import make_case
+    from segloss_core.analyses import agreement, bias, gradients, optimise
+    from segloss_core.analyses.landscape import landscape
+    from segloss_core.data.presets import make_case
 
     case = make_case("vessel", size=64)
     names = list(NEW)
@@ -364,7 +364,7 @@ def test_new_losses_work_in_every_analysis():
 def test_matrix_parameter_in_the_parameter_editor(app_test):
     """The Playground's editor builds a text input for the matrix ParamSpec: bad text gives an inline
     one-line error and changes nothing; a valid matrix reaches the loss table."""
-    from segloss_core.presets import make_case
+    from segloss_core.data.presets import make_case
     from ui.session import PARAMS_KEY
 
     at = app_test(query_params={"preset": "phantom", "size": "64"})
@@ -397,7 +397,7 @@ def test_matrix_parameter_in_the_parameter_editor(app_test):
 
 
 def test_m1_true_negatives_from_the_confusion_table():
-    from segloss_core.stats import soft_confusion
+    from segloss_core.core.stats import soft_confusion
 
     probs, target = make_pair((2, 3, 9, 11))
     soft = 0.7 * target + 0.1
@@ -416,7 +416,7 @@ def test_m2_binary_wasserstein_dice_is_foreground_dice():
 
 
 def test_m4_skeleton_of_binary_masks_and_m5_perfect_cldice():
-    from segloss_core.losses.topology import soft_skeleton
+    from segloss_core.core.losses.topology import soft_skeleton
 
     _, target = make_pair((2, 3, 16, 17))
     skel = soft_skeleton(target, 3)

@@ -1,4 +1,4 @@
-"""Region losses (segloss_core.losses.region) against independent references: MONAI, kornia, closed-form
+"""Region losses (segloss_core.core.losses.region) against independent references: MONAI, kornia, closed-form
 gradients (docs/theory.md, G1-G4, G7), exact identities (C2, C3, A4) and a loop implementation of
 Berman's Lovász algorithm written from its set-function definition. Float64 throughout."""
 
@@ -11,9 +11,9 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core._tensors import EPS
-from segloss_core.losses import region as R
-from segloss_core.stats import soft_confusion
+from segloss_core.core._tensors import EPS
+from segloss_core.core.losses import region as R
+from segloss_core.core.stats import soft_confusion
 
 monai_losses = pytest.importorskip("monai.losses")
 kornia_losses = pytest.importorskip("kornia.losses")
@@ -623,7 +623,7 @@ def test_lovasz_split_rows_equal_the_joint_sort(monkeypatch):
     """Long rows without a gradient are scored by sorting foreground and background errors apart
     (region._lovasz_split); same values as the joint sort, with ties, an image without
     foreground, the hinge's negative errors, pooled and per-image."""
-    from segloss_core.losses import region
+    from segloss_core.core.losses import region
 
     gen = torch.Generator().manual_seed(3)
     probs = torch.softmax(torch.randn(3, 2, 12, 13, 14, generator=gen, dtype=torch.float64) * 2, 1)

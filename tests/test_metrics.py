@@ -12,7 +12,7 @@ from scipy import ndimage
 
 import segloss_core as sc
 from segloss_core import one_hot
-from segloss_core.metrics import METRIC_NAMES, confusion_counts, mean_over_classes, segmentation_metrics
+from segloss_core.core.metrics import METRIC_NAMES, confusion_counts, mean_over_classes, segmentation_metrics
 
 
 def blob_labels(shape, num_classes, seed, bg_bias=0.5):
@@ -199,7 +199,7 @@ def test_bad_options_raise():
 def test_public_metrics_stays_a_function_after_importing_the_submodule():
     import importlib
 
-    importlib.import_module("segloss_core.metrics")
+    importlib.import_module("segloss_core.core.metrics")
     mask = np.zeros((6, 6), dtype=bool)
     mask[2:4, 2:4] = True
     assert callable(sc.metrics)

@@ -1,7 +1,7 @@
-"""segloss_core.optimise: what-if training on the prediction itself.
+"""segloss_core.analyses.optimise: what-if training on the prediction itself.
 
 References are independent of the code under test: the papers' closed forms for the band optima
-(docs/theory.md, B1, B2 via ``bias.q_star_closed_form``), ``segloss_core.metrics`` for Dice, a KD
+(docs/theory.md, B1, B2 via ``bias.q_star_closed_form``), ``segloss_core.core.metrics`` for Dice, a KD
 tree for the band, separate (unbatched) runs for the batching, and per-pixel annotator frequencies
 for CE's calibration.
 """
@@ -15,8 +15,8 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 import segloss_core as sc
-from segloss_core import optimise as opt
-from segloss_core.bias import q_star_closed_form
+from segloss_core.analyses import optimise as opt
+from segloss_core.analyses.bias import q_star_closed_form
 from segloss_core.plots import optimise as op
 
 torch.set_num_threads(1)

@@ -1,5 +1,5 @@
 """AppTest for pages/agreement.py: it loads, the controls rerun without an exception and change what
-is shown, and the numbers shown are segloss_core.agreement's."""
+is shown, and the numbers shown are segloss_core.analyses.agreement's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import segloss_core as sc
-from segloss_core import agreement as ag
+from segloss_core.analyses import agreement as ag
 from tests.page_helpers import assert_clean, disk_case, run_page
 
 torch.set_num_threads(1)

@@ -1,5 +1,5 @@
 """AppTest for pages/bias.py: it loads, every panel's controls rerun without an exception and change
-what is shown, and the numbers shown are segloss_core.bias's."""
+what is shown, and the numbers shown are segloss_core.analyses.bias's."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 import segloss_core as sc
-from segloss_core import bias
+from segloss_core.analyses import bias
 from tests.page_helpers import assert_clean, disk_case, run_page
 
 torch.set_num_threads(1)

@@ -1,5 +1,5 @@
 """AppTest for pages/dataset.py: a zip of an nnU-Net-style validation set and the CLI's CSV give the
-numbers of segloss_core.dataset; a bad upload is one message; a case opens on every page."""
+numbers of segloss_core.analyses.dataset; a bad upload is one message; a case opens on every page."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from segloss_core import dataset as ds
+from segloss_core.analyses import dataset as ds
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_dataset import nnunet_members  # noqa: E402

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import gradients as gr
+from segloss_core.analyses import gradients as gr
 from tests.page_helpers import assert_clean, disk_case, run_page
 
 torch.set_num_threads(1)

@@ -1,5 +1,5 @@
 """AppTest for pages/landscape.py: it loads, every control reruns without an exception, and the minima
-table reports what segloss_core.landscape computes."""
+table reports what segloss_core.analyses.landscape computes."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core.landscape import landscape
-from segloss_core.presets import make_case
+from segloss_core.analyses.landscape import landscape
+from segloss_core.data.presets import make_case
 from tests.page_helpers import assert_clean, run_page
 
 torch.set_num_threads(1)

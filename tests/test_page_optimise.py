@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 import segloss_core as sc
-from segloss_core import optimise as opt
+from segloss_core.analyses import optimise as opt
 from tests.page_helpers import assert_clean, run_page
 
 torch.set_num_threads(1)

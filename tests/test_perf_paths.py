@@ -4,8 +4,8 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import _tensors
-from segloss_core.stats import soft_confusion
+from segloss_core.core import _tensors
+from segloss_core.core.stats import soft_confusion
 
 
 def _case(b=2, c=3, h=80, w=64, seed=0):

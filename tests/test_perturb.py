@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from segloss_core import perturb as P
-from segloss_core.presets import make_case
+from segloss_core.data import perturb as P
+from segloss_core.data.presets import make_case
 
 R = 20.0
 SIZE = 128

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from segloss_core import Case
-from segloss_core.perturb import PERTURBATIONS
-from segloss_core.presets import DEFAULT_PRESET, PRESETS, SIZE_RANGE, TINY_FRACTION, make_case
+from segloss_core.data.perturb import PERTURBATIONS
+from segloss_core.data.presets import DEFAULT_PRESET, PRESETS, SIZE_RANGE, TINY_FRACTION, make_case
 
 # docs/theory.md, B8: raster disk sizes on a 256 x 256 grid, (x - 127.5)^2 + (y - 127.5)^2 <= R^2
 B8_DISK_AREAS = {2: 12, 4: 52, 8: 208, 16: 812, 32: 3228, 64: 12892, 100: 31428}
@@ -64,7 +64,7 @@ def test_vessel_is_thin_and_connected():
     gt, _ = PRESETS["vessel"].build(256, thickness=3)
     assert ndimage.label(gt)[1] == 1
     # thin: area ~ thickness x curve length, and no pixel deeper than 3 px
-    from segloss_core.presets import _vessel_points
+    from segloss_core.data.presets import _vessel_points
 
     pts = _vessel_points(256, 0.15, 1.5)
     main, branch = pts[: 8 * 256], pts[8 * 256:]

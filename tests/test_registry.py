@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core.registry import CATEGORIES
+from segloss_core.core.registry import CATEGORIES
 
 #: losses that must stay registered (a new loss needs no entry here: see the reference-test check below)
 EXPECTED = {

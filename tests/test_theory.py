@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import segloss_core as sc
-from segloss_core import agreement, bias
-from segloss_core._tensors import EPS, clamped_log
+from segloss_core.analyses import agreement, bias
+from segloss_core.core._tensors import EPS, clamped_log
 
 SQUARED_FG = {"include_background": False, "smooth": 0.0, "squared": True}
 LINEAR_FG = {"include_background": False, "smooth": 0.0, "squared": False}

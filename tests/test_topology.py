@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import torch
 
-from segloss_core import _tensors
-from segloss_core.engine import compute_all
-from segloss_core.losses.topology import _skeleton_cropped, cldice_loss, soft_skeleton
+from segloss_core.core import _tensors
+from segloss_core.core.engine import compute_all
+from segloss_core.core.losses.topology import _skeleton_cropped, cldice_loss, soft_skeleton
 
 
 def _blob_volume(seed: int, shape=(1, 1, 48, 50, 46), fill=1.0) -> torch.Tensor:

@@ -8,7 +8,7 @@ def test_script_imports_lists_top_level_absolute_imports(tmp_path):
     script.write_text(
         "import json\n"
         "import streamlit as st\n"
-        "from segloss_core import playground as pg\n"
+        "from segloss_core.analyses import playground as pg\n"
         "from segloss_core.plots.masks import case_figure\n"
         "from . import sibling\n"
         "def f():\n"
@@ -16,7 +16,7 @@ def test_script_imports_lists_top_level_absolute_imports(tmp_path):
     )
     names = script_imports([script])
     assert names[:2] == ["json", "streamlit"]
-    assert "segloss_core.playground" in names and "segloss_core.plots.masks" in names
+    assert "segloss_core.analyses.playground" in names and "segloss_core.plots.masks" in names
     assert "scipy" not in names, "imports inside functions stay lazy"
     assert not any(n.startswith(".") or n == "sibling" for n in names), "relative imports are skipped"
 

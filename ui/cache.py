@@ -434,20 +434,20 @@ def progress_bar(text: str):
 
 
 def _metrics_of(case: Case) -> dict[str, Any]:
-    from segloss_core import metrics
+    from segloss_core.core import metrics
 
     return metrics(case.hard_prediction, case.gt, spacing=case.spacing)
 
 
 def _preset(name: str, size: int, preset_params: dict, prediction: dict, seed: int) -> Case:
-    from segloss_core.presets import make_case
+    from segloss_core.data.presets import make_case
 
     return make_case(name, size=size, prediction=dict(prediction), seed=seed, **preset_params)
 
 
 def loss_values(case: Case, params: dict | None = None, names=None) -> dict[str, Any]:
     """Every registered loss (or ``names``) on ``case``: ``{name: value or "n/a: reason"}`` (cached)."""
-    from segloss_core import playground as pg
+    from segloss_core.analyses import playground as pg
 
     if names is None:
         return cached(pg.loss_values, max_entries=64)(case, params or {})
@@ -456,23 +456,23 @@ def loss_values(case: Case, params: dict | None = None, names=None) -> dict[str,
 
 def per_class_values(case: Case, params: dict | None = None) -> dict[str, dict[str, Any]]:
     """One-vs-rest loss values per class (cached)."""
-    from segloss_core import playground as pg
+    from segloss_core.analyses import playground as pg
 
     return cached(pg.per_class_values, max_entries=16)(case, params or {})
 
 
 def metrics(case: Case) -> dict[str, Any]:
-    """``segloss_core.metrics`` of the arg-max prediction against the ground truth (cached)."""
+    """``segloss_core.core.metrics`` of the arg-max prediction against the ground truth (cached)."""
     return cached(_metrics_of, max_entries=64)(case)
 
 
 def case_images(case: Case) -> dict:
     """RGB images of the ground truth, prediction and overlay (cached)."""
-    from segloss_core import playground as pg
+    from segloss_core.analyses import playground as pg
 
     return cached(pg.case_images, max_entries=64)(case)
 
 
 def preset_case(name: str, size: int, preset_params: dict, prediction: dict, seed: int) -> Case:
-    """``segloss_core.presets.make_case`` for a preset, its parameters and prediction amounts (cached)."""
+    """``segloss_core.data.presets.make_case`` for a preset, its parameters and prediction amounts (cached)."""
     return cached(_preset, max_entries=64)(name, int(size), preset_params, prediction, int(seed))

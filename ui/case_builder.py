@@ -16,7 +16,7 @@ import numpy as np
 import streamlit as st
 
 from segloss_core import Case
-from segloss_core import playground as pg
+from segloss_core.analyses import playground as pg
 
 from . import cache
 from .session import case_source, current_case, current_volume, panel, set_case
@@ -68,8 +68,8 @@ def render() -> None:
 
 
 def _preset_defaults(name: str) -> dict[str, float]:
-    from segloss_core.perturb import PERTURBATIONS
-    from segloss_core.presets import PRESETS
+    from segloss_core.data.perturb import PERTURBATIONS
+    from segloss_core.data.presets import PRESETS
 
     own = PRESETS[name].prediction
     return {k: float(own.get(k, p.default)) for k, p in PERTURBATIONS.items()}
@@ -88,9 +88,9 @@ def _reset_prediction() -> None:
 
 
 def _preset_mode() -> None:
-    from segloss_core.claims import describe
-    from segloss_core.perturb import PERTURBATIONS
-    from segloss_core.presets import DEFAULT_PRESET, PRESETS
+    from segloss_core.analyses.claims import describe
+    from segloss_core.data.perturb import PERTURBATIONS
+    from segloss_core.data.presets import DEFAULT_PRESET, PRESETS
 
     names = list(PRESETS)
     # no format_func: a bound selectbox writes the displayed label into the URL
@@ -104,7 +104,7 @@ def _preset_mode() -> None:
     with st.expander("How this ground truth is made"):
         st.markdown(preset.doc or "(no description)")
 
-    st.subheader("Prediction", help="a soft prediction made from the ground truth (segloss_core.perturb)")
+    st.subheader("Prediction", help="a soft prediction made from the ground truth (segloss_core.data.perturb)")
     defaults = _preset_defaults(name)
     amounts = {}
     for k, p in PERTURBATIONS.items():
@@ -275,7 +275,7 @@ def _draw_mode() -> None:
 
 
 def _io():
-    from segloss_core import io as sio
+    from segloss_core.data import files as sio
 
     return sio
 
@@ -284,14 +284,14 @@ def load_upload(gt_bytes: bytes, gt_name: str, pred_bytes: bytes | None, pred_na
     """Read an uploaded ground truth (+ prediction) with the engine's safe readers -> Case.
 
     Without a prediction file the prediction is made from the ground truth with the default
-    sliders (``segloss_core.perturb.prediction_from_gt``). Raises ``ValueError`` (``FileError``,
+    sliders (``segloss_core.data.perturb.prediction_from_gt``). Raises ``ValueError`` (``FileError``,
     one line) on any bad input.
     """
     sio = _io()
     if pred_bytes is not None:
         return sio.read_case(gt_bytes, pred_bytes, gt_name=gt_name, pred_name=pred_name or "prediction",
                              name=gt_name)
-    from segloss_core.perturb import prediction_from_gt
+    from segloss_core.data.perturb import prediction_from_gt
 
     gt = sio.read_label_map(gt_bytes, gt_name)
     probs = prediction_from_gt(gt.array, gt.num_classes)

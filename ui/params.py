@@ -1,12 +1,12 @@
 """The loss parameter editor, generated from the registry's ParamSpecs (no per-loss UI code), and
-the one-click convention sets of :mod:`segloss_core.conventions`."""
+the one-click convention sets of :mod:`segloss_core.core.conventions`."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from segloss_core import get_loss, list_losses
-from segloss_core.conventions import CONVENTIONS, convention_params
+from segloss_core.core.conventions import CONVENTIONS, convention_params
 
 from .session import current_params, set_params
 from .widgets import TEXT_KINDS, param_text, parse_param_text, spec_widget

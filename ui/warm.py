@@ -92,10 +92,10 @@ def _default_case() -> None:
     import torch
 
     torch.set_num_threads(1)  # as app.py: one thread per server process
-    from segloss_core import metrics
-    from segloss_core import playground as pg
+    from segloss_core.analyses import playground as pg
+    from segloss_core.core import metrics
+    from segloss_core.data.presets import make_case
     from segloss_core.plots.masks import case_figure
-    from segloss_core.presets import make_case
 
     case = make_case()
     pg.loss_values(case, {})
@@ -105,8 +105,8 @@ def _default_case() -> None:
 
 
 def _texts() -> None:
-    """Live numbers quoted in page texts (cached per process by segloss_core.claims)."""
-    from segloss_core import claims
+    """Live numbers quoted in page texts (cached per process by segloss_core.analyses.claims)."""
+    from segloss_core.analyses import claims
 
     if hasattr(claims, "what_if_text"):
         claims.what_if_text()

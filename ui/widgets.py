@@ -51,7 +51,7 @@ def spec_widget(spec, key: str, *, label: str | None = None, name: str = "", bin
                               placeholder="empty = none; e.g. 1, 2.5", **common)
         return parse_floats(text)
     if kind == "matrix":
-        from segloss_core.spec import matrix_text
+        from segloss_core.core.spec import matrix_text
 
         text = box.text_input(label, **({"value": matrix_text(value)} if init else {}),
                               placeholder="empty = default; rows separated by ';', e.g. 0,1;1,0", **common)
@@ -91,7 +91,7 @@ TEXT_KINDS = ("floats", "matrix")
 def param_text(spec, value) -> str:
     """A text-input kind's value as the text its widget shows (``None`` -> ``""``)."""
     if spec.kind == "matrix":
-        from segloss_core.spec import matrix_text
+        from segloss_core.core.spec import matrix_text
 
         return matrix_text(value)
     return _floats_text(value)

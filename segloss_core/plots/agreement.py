@@ -1,4 +1,4 @@
-"""Plotly figures for the metric-agreement page: pure functions of :mod:`segloss_core.agreement` results."""
+"""Plotly figures for the metric-agreement page: pure functions of :mod:`segloss_core.analyses.agreement` results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..agreement import Agreement, DiceJaccard, WceSweep, bound_curves
+from ..analyses.agreement import Agreement, DiceJaccard, WceSweep, bound_curves
 
 RELATION_COLOUR = "#d62728"
 BOUND_COLOUR = "#7f7f7f"

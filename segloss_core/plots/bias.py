@@ -1,6 +1,6 @@
-"""Plotly figures for the region-size bias page: pure functions of :mod:`segloss_core.bias` results.
+"""Plotly figures for the region-size bias page: pure functions of :mod:`segloss_core.analyses.bias` results.
 
-Every Dice curve carries its label from :func:`segloss_core.bias.loss_label`, which names the
+Every Dice curve carries its label from :func:`segloss_core.analyses.bias.loss_label`, which names the
 denominator (linear or squared); minima are marked with a star.
 """
 
@@ -13,7 +13,7 @@ import plotly.graph_objects as go
 from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
-from ..bias import BandOptimum, BandSweep, Decomposition, RegionSizeControl, SizeCurve, SizeSweep
+from ..analyses.bias import BandOptimum, BandSweep, Decomposition, RegionSizeControl, SizeCurve, SizeSweep
 
 PALETTE = qualitative.D3
 GT_LINE = {"dash": "dash", "color": "#555", "width": 1}

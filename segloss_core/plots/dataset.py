@@ -1,4 +1,4 @@
-"""Plotly figures for the Dataset page: pure functions of :mod:`segloss_core.dataset` rows and results."""
+"""Plotly figures for the Dataset page: pure functions of :mod:`segloss_core.analyses.dataset` rows and results."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 import plotly.graph_objects as go
 
-from ..dataset import worse_is_higher
+from ..analyses.dataset import worse_is_higher
 
 GOOD, FAIR, POOR = "#2ca02c", "#1f77b4", "#ff7f0e"
 
@@ -23,7 +23,7 @@ def metric_label(column: str) -> str:
 def agreement_bars(agreement: dict[str, dict], metric_column: str, method: str = "spearman",
                    *, height: int | None = None) -> go.Figure:
     """Horizontal bars of each loss's rank correlation across cases with the metric's badness
-    (``{loss: {n, spearman, kendall}}`` from :func:`segloss_core.dataset.agreement_with`), best on
+    (``{loss: {n, spearman, kendall}}`` from :func:`segloss_core.analyses.dataset.agreement_with`), best on
     top; losses without a value (fewer than 3 cases, constant) are named in the title."""
     defined = sorted(((k, v) for k, v in agreement.items() if v.get(method) is not None),
                      key=lambda kv: kv[1][method])

@@ -19,7 +19,7 @@ import plotly.graph_objects as go
 from plotly.colors import get_colorscale
 from skimage import measure
 
-from ..gradients import GroupHistogram, Profile, ScalingTable
+from ..analyses.gradients import GroupHistogram, Profile, ScalingTable
 
 DIVERGING = get_colorscale("RdBu_r")  # expanded: the figures skip the validation that would expand a name
 DISPLAY_MAX_SIDE = 256

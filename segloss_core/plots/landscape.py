@@ -19,8 +19,8 @@ import numpy as np
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from ..landscape import Landscape1DResult, LandscapeResult, grid_argmin, minima_table
-from ..perturb import PERTURBATIONS
+from ..analyses.landscape import Landscape1DResult, LandscapeResult, grid_argmin, minima_table
+from ..data.perturb import PERTURBATIONS
 
 SEQUENTIAL = "Viridis"
 CURRENT_COLOUR = "#ffffff"
@@ -73,7 +73,7 @@ def landscape_grid(
     """Small multiples of the loss landscapes.
 
     Args:
-        result: a :class:`segloss_core.landscape.LandscapeResult`.
+        result: a :class:`segloss_core.analyses.landscape.LandscapeResult`.
         names: the losses to show (default: every loss of the result, in order).
         titles: display titles per loss (default: the registry names).
         normalised: each loss min-max normalised to [0, 1] on one shared colour scale (the shapes

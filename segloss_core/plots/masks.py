@@ -1,5 +1,5 @@
 """Figures of a case: ground truth, prediction and the TP/FP/FN overlay, side by side with linked
-zoom. Pure functions returning plotly figures; the colours come from :mod:`segloss_core.playground`.
+zoom. Pure functions returning plotly figures; the colours come from :mod:`segloss_core.analyses.playground`.
 
 The figure is assembled from plain dicts (no ``make_subplots``) and built with plotly's
 validation off: it is rebuilt on every slider move, and validation cost more than the losses.
@@ -13,7 +13,7 @@ import io
 import numpy as np
 import plotly.graph_objects as go
 
-from ..playground import OVERLAY_COLOURS, OVERLAY_NAMES, class_palette
+from ..analyses.playground import OVERLAY_COLOURS, OVERLAY_NAMES, class_palette
 
 
 def png_data_uri(rgb: np.ndarray) -> str:

@@ -1,5 +1,5 @@
 """Plotly figures for the what-if training page: pure functions of a
-:class:`segloss_core.optimise.Trajectory` (no Streamlit).
+:class:`segloss_core.analyses.optimise.Trajectory` (no Streamlit).
 
 - :func:`frame_figure`: the target and every loss's prediction at one recorded step, side by side,
   with the ground-truth outline (solid) and the ambiguous band's edges (dotted);
@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from skimage import measure
 
-from ..optimise import Trajectory
+from ..analyses.optimise import Trajectory
 
 #: One colour per loss (plotly's qualitative palette, 8 entries = ``optimise.MAX_LOSSES``).
 LOSS_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")

@@ -11,7 +11,7 @@ DOWN, UP, UNDEFINED = "#0072b2", "#e69f00", "#999999"
 
 def delta_bar_figure(deltas: dict[str, float | None], labels: dict[str, str] | None = None,
                      *, height: int | None = None) -> go.Figure:
-    """Horizontal bars of normalised deltas (see :func:`segloss_core.playground.normalised_deltas`).
+    """Horizontal bars of normalised deltas (see :func:`segloss_core.analyses.playground.normalised_deltas`).
 
     One bar per loss in the given order (top to bottom); ``None`` is drawn as an empty slot with
     the note "n/a". The axis is symmetric so "no change" sits in the middle.

@@ -8,7 +8,7 @@ counts :math:`TP_c`, :math:`FP_c = \sum_i s_{ic} - TP_c`, :math:`FN_c = \sum_i g
 Sums :math:`\sum_i` run over one sample's pixels (the loss is then averaged over the samples)
 unless the formula says the batch is pooled. Logarithms and fractional powers are clamped at
 ``EPS = 1e-7`` in the code (not shown). Each builder takes the parameters resolved by
-:meth:`segloss_core.spec.LossSpec.resolve_params`.
+:meth:`segloss_core.core.spec.LossSpec.resolve_params`.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """The loss registry: one ``LossSpec`` per loss, by name.
 
-Each family module in ``segloss_core.losses`` defines its loss functions and a module-level
+Each family module in ``segloss_core.core.losses`` defines its loss functions and a module-level
 ``SPECS`` list; this module gathers them. Adding a loss = one function + one ``LossSpec`` entry
 in its family's ``SPECS``; it then appears in every page, table, CLI listing and test. The public
-``compute`` / ``compute_all`` / ``loss_and_grad`` API evaluates them: :mod:`segloss_core.engine`.
+``compute`` / ``compute_all`` / ``loss_and_grad`` API evaluates them: :mod:`segloss_core.core.engine`.
 """
 
 from __future__ import annotations

@@ -60,7 +60,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import limits
+from ..core import limits
 from .case import Case
 
 #: Largest input file (an upload or a CLI path), in bytes.
@@ -214,7 +214,7 @@ def _check_elements(num_classes: int, voxels: int) -> None:
 
 
 def __getattr__(name: str):
-    if name == "MAX_ELEMENTS":  # the live limit (segloss_core.limits.MAX_ELEMENTS), not a copy
+    if name == "MAX_ELEMENTS":  # the live limit (segloss_core.core.limits.MAX_ELEMENTS), not a copy
         return limits.max_elements()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

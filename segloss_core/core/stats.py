@@ -250,7 +250,7 @@ def soft_confusion(probs: torch.Tensor, target: torch.Tensor, *, soft_label: boo
 
     ``pred_sq``, ``target_sq`` (and, with ``soft_label``, the plain product ``inner``) are computed
     on first access only. ``sum g`` is remembered per unmodified target tensor
-    (:func:`segloss_core._tensors.tensor_memo`): the same ground truth scored again costs no pass.
+    (:func:`segloss_core.core._tensors.tensor_memo`): the same ground truth scored again costs no pass.
     """
     bsz, num_classes = probs.shape[:2]
     p = probs.reshape(bsz, num_classes, -1)

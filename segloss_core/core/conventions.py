@@ -190,14 +190,14 @@ def _group(values: dict[str, Any]) -> str:
 
 
 def empty_class_policy() -> str:
-    """The region losses' empty-class policy (``segloss_core.losses.region.EMPTY_CLASS_POLICY``)."""
+    """The region losses' empty-class policy (``segloss_core.core.losses.region.EMPTY_CLASS_POLICY``)."""
     try:
         from .losses import region
     except ImportError:  # pragma: no cover - the package always has it
         return "not documented"
     policy = getattr(region, "EMPTY_CLASS_POLICY", None)
     if policy is None:
-        return "not documented yet (segloss_core.losses.region.EMPTY_CLASS_POLICY)"
+        return "not documented yet (segloss_core.core.losses.region.EMPTY_CLASS_POLICY)"
     if isinstance(policy, dict):
         return "; ".join(f"{k}: {v}" for k, v in policy.items())
     return str(policy)

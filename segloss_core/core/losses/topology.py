@@ -222,7 +222,7 @@ def _target_skeleton(target: torch.Tensor, start: int, iterations: int) -> torch
 def _prediction_sums(probs, target, start, iterations) -> tuple[torch.Tensor, torch.Tensor]:
     """``(sum S_P, sum S_P * G)`` per sample ``(B,)`` over channels ``start..`` of ``probs`` and
     ``target`` without a graph, channel by channel on the skeleton's box. Within one engine call
-    (:func:`~segloss_core._tensors.call_memo`) they are remembered per prediction and target:
+    (:func:`~segloss_core.core._tensors.call_memo`) they are remembered per prediction and target:
     clDice and Dice + clDice share one skeleton of the prediction."""
     def compute(p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         size = torch.zeros(p.shape[0], dtype=p.dtype, device=p.device)

@@ -3,12 +3,12 @@ r"""The one evaluation engine: a set of registered losses on one batch of predic
 Every caller that scores several losses goes through here: ``compute_all`` / ``losses_and_grads``
 (the Playground, the CLI, the gradients page), the landscapes, the bias and agreement sweeps and
 the what-if training page. What a caller needs to know about a loss is in its
-:class:`~segloss_core.spec.LossSpec`; nothing here names a loss.
+:class:`~segloss_core.core.spec.LossSpec`; nothing here names a loss.
 
 How the work is shared (same numbers as each loss's own function, in float64 to round-off):
 
 - **Region losses** (``LossSpec.from_stats``) read one
-  :class:`~segloss_core.stats.SoftConfusion` per ``soft_label`` setting. When one target serves a
+  :class:`~segloss_core.core.stats.SoftConfusion` per ``soft_label`` setting. When one target serves a
   whole batch (a ``(1, C, ...)`` target), ``TP`` and ``sum p`` are one matrix product with the
   target's weights, which are computed once per target tensor.
 - **Pixel-mean losses** (``LossSpec.pixel_mean``) read a :class:`PixelView`: the true-class
@@ -27,7 +27,7 @@ Conventions:
       broadcast.
 
 >>> import torch, segloss_core as sc
->>> from segloss_core.engine import evaluate
+>>> from segloss_core.core.engine import evaluate
 >>> lab = torch.zeros(3, 8, 8, dtype=torch.long); lab[:, 2:6, 2:6] = 1
 >>> target = sc.one_hot(lab, 2, dtype=torch.float64)
 >>> probs = 0.8 * target + 0.1
@@ -63,7 +63,7 @@ def binary_only_reason(name: str) -> str:
 
 def target_reason(spec, target: torch.Tensor) -> str | None:
     """Why ``spec`` cannot be evaluated against ``target`` (a ``hard_targets_only`` loss and a target
-    that is not one-hot: :data:`~segloss_core.spec.HARD_TARGETS_ONLY`), or ``None``. The one check
+    that is not one-hot: :data:`~segloss_core.core.spec.HARD_TARGETS_ONLY`), or ``None``. The one check
     shared by the registry's ``compute`` and every :class:`Plan`."""
     from .spec import HARD_TARGETS_ONLY
 
@@ -73,7 +73,7 @@ def target_reason(spec, target: torch.Tensor) -> str | None:
 
 
 class Extend(Protocol):
-    """What lies outside the evaluated crop (see :mod:`segloss_core.landscape`): a caller that
+    """What lies outside the evaluated crop (see :mod:`segloss_core.analyses.landscape`): a caller that
     evaluates a crop adds the unchanged rest of the image back in."""
 
     def conf(self, soft_label: bool, conf: SoftConfusion) -> SoftConfusion: ...
@@ -100,14 +100,14 @@ def _weights(target_one: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torc
 #: Largest image (pixels) whose confusion sums go through the matrix product: a float32 GEMM adds
 #: its blocks' partial sums one after another, so its error grows with the image: TP off by 5e-7
 #: (relative) at 256^2, 2e-6 at 512^2, 2.5e-4 on a 200^3 volume (Dice losses off by 0.4 %),
-#: where :func:`~segloss_core.stats.soft_confusion`'s (pairwise) sums stay within 1e-7. Larger
+#: where :func:`~segloss_core.core.stats.soft_confusion`'s (pairwise) sums stay within 1e-7. Larger
 #: images take the sums, and so does a single float32 prediction (the Playground's table then
 #: equals ``segloss_core.compute``; a small Dice loss amplifies a 5e-7 TP error to 4e-5).
 MATMUL_MAX_PIXELS = 1 << 17
 
 
 def shared_confusion(probs: torch.Tensor, target: torch.Tensor, soft_label: bool) -> SoftConfusion:
-    """:func:`~segloss_core.stats.soft_confusion` of ``probs`` against ``target``; with one
+    """:func:`~segloss_core.core.stats.soft_confusion` of ``probs`` against ``target``; with one
     ``(1, C, ...)`` target for a batch of ``m`` predictions (no gradient, hard-label TP; the same
     path for every ``m``, so chunking does not change a result),
     ``TP`` and ``sum p`` are one matrix product ``(mC, N) @ (N, C + 1)`` with the target's
@@ -145,7 +145,7 @@ class PixelView:
     class's term (the other classes' terms are exact zeros), so the true-class probability
     :math:`s_t` and its clamped log are computed once (one log per pixel instead of one per pixel
     and class, in each loss). Target-only quantities (labels, distance maps) are remembered per
-    target tensor (:func:`~segloss_core._tensors.tensor_memo`).
+    target tensor (:func:`~segloss_core.core._tensors.tensor_memo`).
     """
 
     def __init__(self, probs: torch.Tensor, target: torch.Tensor):
@@ -181,7 +181,7 @@ class PixelView:
         return None if vec is None else vec.reshape(self.num_classes)[self.labels()]
 
     def signed_distance(self, first: int, spacing=None) -> torch.Tensor:
-        """:func:`segloss_core.distance.signed_distance_map` of target channels ``first..C-1``,
+        """:func:`segloss_core.core.distance.signed_distance_map` of target channels ``first..C-1``,
         flattened to ``(1 or m, C - first, N)`` in the predictions' dtype and device."""
         from .distance import signed_distance_map
 
@@ -376,7 +376,7 @@ def evaluate(
         grad: ``None``; or ``"probs"`` / ``"logits"``: each value is then ``(value, gradient)``
             with the gradient shaped like ``probs`` (see :func:`segloss_core.loss_and_grad`).
         on_error: ``"reason"`` (an undefined loss maps to ``"n/a: reason"``) or ``"raise"``.
-        validate: check the pair (:func:`segloss_core._tensors.check_pair`); ``False`` for
+        validate: check the pair (:func:`segloss_core.core._tensors.check_pair`); ``False`` for
             tensors built valid by the caller.
     """
     if grad not in (None, "probs", "logits"):
@@ -550,7 +550,7 @@ def compute_all(
 
     ``reduction="none"`` gives each loss's per-sample values as a list of ``B`` floats. Shared work
     (one soft TP/FP/FN table per ``soft_label`` setting, per-pixel terms) is done once:
-    :mod:`segloss_core.engine`.
+    :mod:`segloss_core.core.engine`.
     """
     probs, target = check_pair(probs, target)
     _check_reduction(reduction)

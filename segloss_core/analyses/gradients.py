@@ -31,10 +31,10 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from ._tensors import EPS
-from .case import Case
-from .engine import evaluate, losses_and_grads
-from .registry import get_loss, list_losses
+from ..core._tensors import EPS
+from ..core.engine import evaluate, losses_and_grads
+from ..core.registry import get_loss, list_losses
+from ..data.case import Case
 
 GROUPS = ("inside", "outside", "boundary")
 #: dtype of the pixel inspector's maps (every loss at once: half the memory and time of float64)
@@ -546,7 +546,7 @@ def closed_form_gradient(
     elif name == "ce":
         get_loss("ce").resolve_params(params)
         value = float(-(g * np.log(np.maximum(s, EPS))).sum() / n_pixels)
-        # the clamped log passes the gradient (segloss_core._tensors.clamped_log): -g / (N max(s, EPS))
+        # the clamped log passes the gradient (segloss_core.core._tensors.clamped_log): -g / (N max(s, EPS))
         # everywhere, 1 / (N EPS) on a missed pixel; w.r.t. logits the chain rule below gives
         # (s - g) / N wherever the true class has s >= EPS
         grad = -g / (n_pixels * np.maximum(s, EPS))

@@ -1,6 +1,6 @@
 r"""Region-based losses: overlap ratios of soft TP / FP / FN (Ma 2020, eqs. 7-14) and the Lovász losses.
 
-Every overlap loss here is built on one primitive, :func:`segloss_core.stats.soft_confusion`, and
+Every overlap loss here is built on one primitive, :func:`segloss_core.core.stats.soft_confusion`, and
 also exposes ``<name>_from_stats(conf, **params) -> (B,)`` so several region losses can share one
 pass over the data (the landscape pages do this).
 
@@ -745,7 +745,7 @@ def mcc_loss(probs: torch.Tensor, target: torch.Tensor, *, reduction: str = "mea
         \qquad TN_c = N - TP_c - FP_c - FN_c
 
     Convention:
-        Per sample and class (region-loss convention, :func:`segloss_core.stats.soft_confusion`),
+        Per sample and class (region-loss convention, :func:`segloss_core.core.stats.soft_confusion`),
         then the mean over classes and ``reduction``; ``batch=True`` pools the batch. Both
         smoothing terms are MONAI's (``smooth_nr = 0`` in the numerator, ``smooth_dr = 1e-5`` under
         the square root). A class predicted exactly (``FP = FN = 0``) scores 0, as MONAI does (the

@@ -304,7 +304,7 @@ def dpce_loss(
         \qquad D_i = 1 - \frac{d_i}{\max_j d_j}
 
     Convention:
-        ``D`` is ``segloss_core.distance.boundary_weight_map(target, spacing, include_background)``,
+        ``D`` is ``segloss_core.core.distance.boundary_weight_map(target, spacing, include_background)``,
         shape ``(B, 1, *spatial)``, computed per sample from the target only (no gradient):
         ``d_i`` is the Euclidean distance (in physical units when ``spacing`` is given) from pixel
         ``i`` to the nearest ground-truth boundary pixel of the selected classes (foreground classes
@@ -334,13 +334,13 @@ def dpce_loss(
 
 
 def ce_pixel_mean(px) -> torch.Tensor:
-    r"""``ce`` per sample from a :class:`~segloss_core.engine.PixelView` (hard one-hot targets):
+    r"""``ce`` per sample from a :class:`~segloss_core.core.engine.PixelView` (hard one-hot targets):
     :math:`-\frac1N\sum_i \log\max(s_{t_i}, \epsilon)`, :math:`t_i` the pixel's class."""
     return px.true_class()[1].mean(1).neg()
 
 
 def wce_pixel_mean(px, *, weights: Sequence[float] | None = None) -> torch.Tensor:
-    r"""``wce`` per sample from a :class:`~segloss_core.engine.PixelView`:
+    r"""``wce`` per sample from a :class:`~segloss_core.core.engine.PixelView`:
     :math:`-\frac1N\sum_i w_{t_i} \log\max(s_{t_i}, \epsilon)`."""
     log_true = px.true_class()[1]
     weight = px.class_weight(weights, "weights")
@@ -348,7 +348,7 @@ def wce_pixel_mean(px, *, weights: Sequence[float] | None = None) -> torch.Tenso
 
 
 def focal_pixel_mean(px, *, gamma: float = 2.0, alpha: Sequence[float] | None = None) -> torch.Tensor:
-    r"""``focal`` per sample from a :class:`~segloss_core.engine.PixelView`:
+    r"""``focal`` per sample from a :class:`~segloss_core.core.engine.PixelView`:
     :math:`-\frac1N\sum_i \alpha_{t_i}\max(1 - s_{t_i}, \epsilon)^\gamma \log\max(s_{t_i}, \epsilon)`."""
     if float(gamma) < 0:
         raise ValueError(f"gamma must be >= 0, got {gamma}")

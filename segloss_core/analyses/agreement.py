@@ -1,7 +1,7 @@
 r"""Metric agreement (Eelbode et al.): do the losses order predictions the way Dice / Jaccard / HD95 do?
 
 Over a seeded population of perturbed predictions of the current case (binary
-foreground-vs-background view, :func:`segloss_core.bias.binary_view`), this module gives
+foreground-vs-background view, :func:`segloss_core.analyses.bias.binary_view`), this module gives
 
 - every registered loss's value and its Spearman / Kendall rank correlation with 1 - Dice,
   1 - Jaccard and HD95 of the arg-max predictions (:func:`agreement`);
@@ -30,14 +30,14 @@ import numpy as np
 import torch
 from scipy import stats
 
-from . import perturb
+from ..core.engine import CHUNK_ELEMENTS, evaluate_batches
+from ..core.limits import check_elements
+from ..core.metrics import segmentation_metrics
+from ..core.registry import GROUPS, get_loss, list_losses
+from ..core.stats import hard_counts
+from ..data import perturb
+from ..data.case import Case
 from .bias import ProgressFn, _two_channel, binary_view, loss_label
-from .case import Case
-from .engine import CHUNK_ELEMENTS, evaluate_batches
-from .limits import check_elements
-from .metrics import segmentation_metrics
-from .registry import GROUPS, get_loss, list_losses
-from .stats import hard_counts
 
 #: Largest gap between Dice and Jaccard of the same pair of masks (A3), at J = sqrt(2) - 1.
 MAX_DICE_JACCARD_GAP = 3.0 - 2.0 * math.sqrt(2.0)
@@ -59,7 +59,7 @@ class Population:
     """``n`` perturbed predictions of one case, binary view.
 
     ``foreground``: ``(n, H, W)`` foreground probabilities; ``gt``: ``(H, W)`` bool mask;
-    ``amounts``: the perturbation amounts of each prediction (``segloss_core.perturb.apply``);
+    ``amounts``: the perturbation amounts of each prediction (``segloss_core.data.perturb.apply``);
     ``spacing``: pixel size of the slice (for HD95).
     """
 
@@ -128,7 +128,7 @@ def population(
     progress: ProgressFn | None = None,
 ) -> Population:
     """A seeded population of ``n`` perturbed predictions of the case, made in one batched
-    :func:`segloss_core.perturb.apply` call on the binary view (the case's prediction, or a
+    :func:`segloss_core.data.perturb.apply` call on the binary view (the case's prediction, or a
     0.9-confidence copy of the GT for a bare label map).
 
     ``max_side``: the binary view is first reduced so that its longer side is at most this many
@@ -164,7 +164,7 @@ def population(
 def reduce_view(mask: np.ndarray, fg: np.ndarray, spacing: tuple[float, float], max_side: int
                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """The binary view ``(mask, foreground probability, spacing)`` reduced so that its longer side
-    is at most ``max_side`` px, as :func:`segloss_core.optimise.working_case` reduces a case: area
+    is at most ``max_side`` px, as :func:`segloss_core.analyses.optimise.working_case` reduces a case: area
     averaging of the probability and of the mask, the reduced mask is where the averaged mask
     exceeds 1/2 (ties to the background), the spacing grows by the factor. Returned as is when
     already small enough."""
@@ -186,7 +186,7 @@ def reduce_view(mask: np.ndarray, fg: np.ndarray, spacing: tuple[float, float], 
 def hard_metrics(pred: torch.Tensor | np.ndarray, gt: np.ndarray, spacing=None, *, hd95: bool = True
                  ) -> dict[str, np.ndarray]:
     """``1 - Dice``, ``1 - Jaccard`` (vectorised counts) and ``HD95``
-    (:func:`segloss_core.metrics.segmentation_metrics`, NaN where a mask is empty) of ``(n, H, W)``
+    (:func:`segloss_core.core.metrics.segmentation_metrics`, NaN where a mask is empty) of ``(n, H, W)``
     hard masks against the ``(H, W)`` GT."""
     pm = torch.as_tensor(pred).bool().flatten(1)
     gm = torch.as_tensor(np.asarray(gt, dtype=bool)).flatten()[None]
@@ -245,7 +245,7 @@ class Agreement:
 
     def group_means(self, metric: str = "1 - Dice", method: str = "spearman") -> dict[str, float]:
         """``{group title: mean correlation}`` over each display group's losses (``LossSpec.group``,
-        titles from :data:`segloss_core.spec.GROUPS`), finite correlations only, best first; a group
+        titles from :data:`segloss_core.core.spec.GROUPS`), finite correlations only, best first; a group
         with no finite correlation is left out."""
         table = self.spearman if method == "spearman" else self.kendall
         means = {}

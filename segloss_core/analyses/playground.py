@@ -1,6 +1,6 @@
 """Numbers behind the app's Playground page: the loss table, normalised deltas against a pinned
 prediction, hard TP/FP/FN counts and overlays, exports (CSV, JSON, PNG) and the Python snippet
-that recomputes the table. Pure functions of a :class:`~segloss_core.case.Case`; no Streamlit.
+that recomputes the table. Pure functions of a :class:`~segloss_core.data.case.Case`; no Streamlit.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ._tensors import EPS, one_hot
-from .case import Case
-from .engine import compute_all
-from .registry import get_loss, list_losses
+from ..core._tensors import EPS, one_hot
+from ..core.engine import compute_all
+from ..core.registry import get_loss, list_losses
+from ..data.case import Case
 
 #: Overlay codes: true negative, true positive, false positive, false negative, wrong class
 #: (a foreground pixel given another foreground class: FN for one class and FP for the other).
@@ -117,11 +117,11 @@ def per_class_values(case: Case, params: dict[str, dict] | None = None, names=No
 
 def confusion_counts(case: Case) -> list[dict[str, Any]]:
     """Hard (arg-max) TP, FP, FN, TN pixel counts per foreground class
-    (:func:`segloss_core.metrics.confusion_counts`).
+    (:func:`segloss_core.core.metrics.confusion_counts`).
 
     Rows ``{class, label, tp, fp, fn, tn}``; a binary case gives one row.
     """
-    from .metrics import confusion_counts as counts
+    from ..core.metrics import confusion_counts as counts
 
     pred = case.hard_prediction
     rows = []
@@ -321,14 +321,14 @@ def python_snippet(source: dict[str, Any], params: dict | None = None) -> str:
             args.append(f"seed={int(source['seed'])}")
         args += [f"{k}={_pyrepr(v)}" for k, v in source.get("preset_params", {}).items()]
         lines += [
-            "from segloss_core.presets import make_case",
+            "from segloss_core.data.presets import make_case",
             "",
             f"case = make_case({', '.join(args)})",
         ]
     else:
         path = source.get("path", "case.npz")
         lines += [
-            "from segloss_core.io import load_case_npz",
+            "from segloss_core.data.files import load_case_npz",
             "",
             f"with open({path!r}, 'rb') as f:  # saved with the app's 'Save case (.npz)' button",
             "    case = load_case_npz(f.read())",

@@ -6,7 +6,7 @@ foreground classes merged unless ``foreground_class`` picks one) and, where need
 foreground probability of the prediction. Losses are the REAL registered ones, evaluated batched
 (one tensor holds every prediction of a curve) through the registry's functions with
 ``reduction="none"``; region losses with a ``from_stats`` form share one
-:func:`segloss_core.stats.soft_confusion` pass.
+:func:`segloss_core.core.stats.soft_confusion` pass.
 
 Contents
     - :func:`size_curve`: every loss vs predicted size / GT size for predictions grown from nothing
@@ -32,11 +32,11 @@ import numpy as np
 import torch
 from scipy.special import expit, logit, xlogy
 
-from . import distance
-from ._tensors import EPS, check_pair, safe_log, spatial_dims
-from .case import Case
-from .engine import CHUNK_ELEMENTS, evaluate, evaluate_batches
-from .registry import get_loss, list_losses
+from ..core import distance
+from ..core._tensors import EPS, check_pair, safe_log, spatial_dims
+from ..core.engine import CHUNK_ELEMENTS, evaluate, evaluate_batches
+from ..core.registry import get_loss, list_losses
+from ..data.case import Case
 
 #: The six losses the bias curves show by default.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
@@ -190,7 +190,7 @@ def evaluate_losses(
     (the input is validated once, not once per loss; ``validate=False`` skips that for tensors
     built valid by this module), evaluated in chunks of at most ``chunk_elements`` floats so
     every intermediate stays in cache. Region losses with a ``from_stats`` form share one
-    :func:`~segloss_core.stats.soft_confusion` per chunk. A loss that is undefined here maps to
+    :func:`~segloss_core.core.stats.soft_confusion` per chunk. A loss that is undefined here maps to
     ``"n/a: reason"``. ``target`` may be ``(1, C, ...)``: it is broadcast to the batch.
     """
     if validate:
@@ -941,7 +941,7 @@ def size_sweep(
     probability ``confidence`` inside and ``1 - confidence`` outside (1 = hard). ``radii`` or
     ``fractions`` (of the image area, ``R = sqrt(f N / pi)``) give the sizes; default ``n``
     fractions log-spaced in [5e-4, 0.5]. Values and gradients come from
-    :func:`segloss_core.engine.evaluate` (``grad="probs"``, ``reduction="none"``), all sizes in one
+    :func:`segloss_core.core.engine.evaluate` (``grad="probs"``, ``reduction="none"``), all sizes in one
     batch. docs/theory.md, B8: Dice loss ~ 1/R falls with size while mean CE ~ R/N rises.
     """
     if radii is None:

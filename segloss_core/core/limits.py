@@ -11,7 +11,7 @@ entry point                                     what is counted (against :data:`
 ``one_hot(labels, C)``                          voxels x C, before the one-hot tensor exists
 ``Case(gt, probs)``                             C x voxels, before the float32 conversion
 ``io`` readers                                  header-declared shape and classes (``io.MAX_*``), before
-                                                decoding; see :mod:`segloss_core.io`
+                                                decoding; see :mod:`segloss_core.data.files`
 ``perturb.prediction_from_gt``                  C x voxels, before the distance maps
 ``perturb.prepare`` / ``landscape``             C x voxels of the prediction, before any copy
 ``perturb.apply``                               n x C x voxels (the batched output)
@@ -21,10 +21,10 @@ entry point                                     what is counted (against :data:`
 Landscapes and the bias / agreement sweeps then work in chunks bounded by
 ``landscape.CHUNK_BYTES`` and ``engine.CHUNK_ELEMENTS``. The byte and size caps on files
 (``io.MAX_UPLOAD_BYTES``, ``io.MAX_VOXELS``, ``io.MAX_PIXELS_2D``, ``io.MAX_DECOMPRESSED_BYTES``,
-``io.MAX_LABELS``) live in :mod:`segloss_core.io`.
+``io.MAX_LABELS``) live in :mod:`segloss_core.data.files`.
 
 The limit is :data:`MAX_ELEMENTS`, defined here only and read at call time (a test lowers it with
-``monkeypatch.setattr(segloss_core.limits, "MAX_ELEMENTS", ...)``); every check compares against it
+``monkeypatch.setattr(segloss_core.core.limits, "MAX_ELEMENTS", ...)``); every check compares against it
 in :func:`check_count`, each entry point wording its own one-line message. This module imports
 nothing from the package (no import cycle).
 """

@@ -3,7 +3,7 @@
 ``PRESETS[name].build(size=256, **params) -> (gt, class_names)`` returns an ``int64`` label map
 ``(size, size)`` (0 = background) and the class names (background first, at least two classes
 even when a class is absent, so every loss is defined). ``make_case(name, ...)`` adds a soft
-prediction made from the ground truth by :func:`segloss_core.perturb.prediction_from_gt`.
+prediction made from the ground truth by :func:`segloss_core.data.perturb.prediction_from_gt`.
 
 Geometry: the sizes of the disk, ring and two-blob presets are given in pixels of a 256 x 256 image
 and scale with ``size`` (64..512), so those presets look the same at every resolution; thin and
@@ -11,7 +11,7 @@ tiny structures (vessel width, lesion radii) are in pixels of the output image. 
 the pixel-centre grid ``(row, col)``; a disk of radius ``r`` centred at ``c`` is every pixel with
 ``(row - c_r)^2 + (col - c_c)^2 <= r^2``. Objects larger than the image are cropped by it.
 
->>> from segloss_core.presets import PRESETS, make_case
+>>> from segloss_core.data.presets import PRESETS, make_case
 >>> gt, names = PRESETS["disk"].build(size=128, radius=20)
 >>> case = make_case("ring", size=128, prediction={"shift_x": 2.0})
 """
@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.spec import ParamSpec, resolve_params
 from .case import Case
-from .spec import ParamSpec, resolve_params
 
 SIZE_RANGE = (64, 512)
 DEFAULT_SIZE = 256
@@ -41,7 +41,7 @@ class Preset:
 
     ``params`` describe the keyword arguments of ``build`` (beyond ``size``) with the registry's
     ``ParamSpec`` so the UI can build the widgets; ``prediction`` holds the perturbation amounts
-    of the default prediction (see ``segloss_core.perturb.PERTURBATIONS``) chosen so that the
+    of the default prediction (see ``segloss_core.data.perturb.PERTURBATIONS``) chosen so that the
     first view already shows a mistake worth discussing.
     """
 
@@ -52,8 +52,8 @@ class Preset:
     params: dict[str, ParamSpec] = field(default_factory=dict)
     prediction: dict[str, float] = field(default_factory=dict)
     image: Callable[[int], np.ndarray] | None = None
-    #: name of a :mod:`segloss_core.claims` function giving the numbers behind the caption, computed
-    #: live from the preset (no literal numbers in captions): :func:`segloss_core.claims.describe`.
+    #: name of a :mod:`segloss_core.analyses.claims` function giving the numbers behind the caption, computed
+    #: live from the preset (no literal numbers in captions): :func:`segloss_core.analyses.claims.describe`.
     fact: str | None = None
 
     @property
@@ -66,7 +66,7 @@ class Preset:
         return {k: p.default for k, p in self.params.items()}
 
     def resolve_params(self, params: dict[str, Any] | None) -> dict[str, Any]:
-        """Defaults updated with ``params`` (the losses' rules: :func:`segloss_core.spec.resolve_params`)."""
+        """Defaults updated with ``params`` (the losses' rules: :func:`segloss_core.core.spec.resolve_params`)."""
         return resolve_params(self.params, params, f"preset {self.name!r}")
 
     def build(self, size: int = DEFAULT_SIZE, **params) -> tuple[np.ndarray, tuple[str, ...]]:
@@ -153,7 +153,7 @@ def _vessel_gt(size: int, thickness: float, amplitude: float, waves: float):
     densely) made of a sine-like main curve ``row = 0.5 size + amplitude * size * sin(2 pi waves t)
     + 0.1 size (t - 1/2)``, ``col = (0.08 + 0.84 t) size`` for ``t`` in [0, 1], plus one side branch
     leaving it at ``t = 0.4`` and bending up by 0.3 size. What a 1-px shift costs in hard Dice,
-    next to HD95, is computed live for the caption (:func:`segloss_core.claims.vessel_fact`)."""
+    next to HD95, is computed live for the caption (:func:`segloss_core.analyses.claims.vessel_fact`)."""
     from scipy.spatial import cKDTree
 
     pts = _vessel_points(size, amplitude, waves)
@@ -373,7 +373,7 @@ def make_case(name: str = DEFAULT_PRESET, size: int = DEFAULT_SIZE, prediction: 
     Args:
         name: a key of ``PRESETS``.
         size: image side in px (64..512).
-        prediction: perturbation amounts for :func:`segloss_core.perturb.prediction_from_gt`
+        prediction: perturbation amounts for :func:`segloss_core.data.perturb.prediction_from_gt`
             (missing ones take ``PERTURBATIONS[k].default``); ``None`` uses the preset's own
             default prediction (``PRESETS[name].prediction``).
         seed: seed of the ``noise`` perturbation.

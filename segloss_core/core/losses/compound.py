@@ -164,7 +164,7 @@ def dice_ce_loss(
         L = \lambda_{Dice}\, L_{Dice} + \lambda_{CE}\, L_{CE}
 
     Convention:
-        ``L_Dice`` is :func:`segloss_core.losses.region.dice_loss` with ``smooth``,
+        ``L_Dice`` is :func:`segloss_core.core.losses.region.dice_loss` with ``smooth``,
         ``include_background``, ``batch`` and ``squared`` (per sample and class, then the mean;
         ``batch=True`` pools the batch first); ``L_CE`` is :func:`ce_loss` over all classes. With
         ``reduction="none"`` both terms are per sample, unpooled. Equal to MONAI's
@@ -297,9 +297,9 @@ def dice_focal_loss(
         - \lambda_{FL}\,\frac{1}{N}\sum_{i=1}^{N}\sum_{c} (1 - s_i^c)^{\gamma}\, g_i^c \log s_i^c
 
     Convention:
-        The Dice term is :func:`segloss_core.losses.region.dice_loss` (MONAI ``DiceLoss()``: per
+        The Dice term is :func:`segloss_core.core.losses.region.dice_loss` (MONAI ``DiceLoss()``: per
         sample and class, ``smooth`` in numerator and denominator); the focal term is segloss's
-        softmax :func:`segloss_core.losses.distribution.focal_loss` (summed over classes, averaged
+        softmax :func:`segloss_core.core.losses.distribution.focal_loss` (summed over classes, averaged
         over pixels: ``C`` times MONAI's ``FocalLoss(use_softmax=True)``). ``include_background=False``
         drops channel 0 from both terms. **Differs from MONAI's** ``DiceFocalLoss``: MONAI's own
         combination applies a *sigmoid* focal term to the raw input even with ``softmax=True``
@@ -347,9 +347,9 @@ def generalized_dice_focal_loss(
         \qquad w_c = \frac{1}{(\sum_i g_i^c)^2}
 
     Convention:
-        The GDL term is :func:`segloss_core.losses.region.generalized_dice_loss` (MONAI
+        The GDL term is :func:`segloss_core.core.losses.region.generalized_dice_loss` (MONAI
         ``GeneralizedDiceLoss()``, ``w_type="square"``, per sample); the focal term is segloss's
-        softmax :func:`segloss_core.losses.distribution.focal_loss`. ``include_background=False``
+        softmax :func:`segloss_core.core.losses.distribution.focal_loss`. ``include_background=False``
         drops channel 0 from both terms. **Differs from MONAI's** ``GeneralizedDiceFocalLoss``,
         which applies a *sigmoid* focal term to the raw input even with ``softmax=True``.
 
@@ -460,7 +460,7 @@ def dice_cldice_loss(
     Convention:
         The Dice term is per sample and class with clDice's smoothing (``smooth_nr = smooth_dr = 1``,
         not segloss's ``1e-5``), averaged over the selected classes; :math:`L_{clDice}` is
-        :func:`segloss_core.losses.topology.cldice_loss` with the same ``iterations``, smoothing and
+        :func:`segloss_core.core.losses.topology.cldice_loss` with the same ``iterations``, smoothing and
         ``include_background``. Per sample, then ``reduction``; equals MONAI 1.6.1
         ``SoftDiceclDiceLoss(iter_=iterations, alpha, smooth_nr, smooth_dr, smooth=smooth_hm,
         include_background)`` on probabilities.

@@ -1,8 +1,8 @@
 """What a loss is, as data: ``ParamSpec`` (one parameter) and ``LossSpec`` (one loss).
 
 This module imports nothing from the loss families or the registry, so ``losses/*`` can build
-their ``SPECS`` lists from it and :mod:`segloss_core.registry` can gather them without an import
-cycle. ``segloss_core.registry`` re-exports both classes.
+their ``SPECS`` lists from it and :mod:`segloss_core.core.registry` can gather them without an import
+cycle. ``segloss_core.core.registry`` re-exports both classes.
 """
 
 from __future__ import annotations
@@ -142,7 +142,7 @@ class LossSpec:
     ``pixel_mean(px, **params) -> (B,)``, where present: the loss is a per-sample mean over
     pixels of a term that depends only on the pixel's probabilities, its (hard, one-hot) target
     and ground-truth maps that do not change when the image is cropped around the object; ``px``
-    is a :class:`segloss_core.engine.PixelView`, which computes the shared per-pixel quantities
+    is a :class:`segloss_core.core.engine.PixelView`, which computes the shared per-pixel quantities
     (true-class probability and its log, distance maps) once for every loss that reads them. The
     engine uses it for hard targets without gradients; the landscape evaluates such losses on a
     crop and adds the unchanged rest.

@@ -49,8 +49,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._tensors import EPS, as_tensor, resolve_device
-from .limits import check_elements
+from ..core._tensors import EPS, as_tensor, resolve_device
+from ..core.limits import check_elements
 
 
 @dataclass(frozen=True)
@@ -129,9 +129,9 @@ def _big(shape) -> float:
 
 def signed_distance(mask: np.ndarray) -> np.ndarray:
     """Signed distance map of a boolean mask (px): ``e_out - 1/2`` outside, ``-(e_in - 1/2)`` inside
-    (:func:`segloss_core.distance.signed_distance` with ``boundary="between"``); ``+BIG`` for an
+    (:func:`segloss_core.core.distance.signed_distance` with ``boundary="between"``); ``+BIG`` for an
     empty mask, ``-BIG`` for a full one (BIG = 4 * sum(shape) + 16)."""
-    from .distance import signed_distance as signed
+    from ..core.distance import signed_distance as signed
 
     mask = np.asarray(mask, dtype=bool)
     if not mask.any():
@@ -348,7 +348,7 @@ def prediction_from_gt(gt, num_classes: int | None = None, *, seed: int = 0, **a
         seed: seed of the noise.
         **amounts: perturbation amounts (``PERTURBATIONS``); missing ones take their ``default``.
     """
-    if num_classes is not None:  # before the label copy (segloss_core.limits)
+    if num_classes is not None:  # before the label copy (segloss_core.core.limits)
         check_elements(np.shape(gt), max(2, int(num_classes)), what="prediction_from_gt")
     labels = _as_label_map(gt)
     _check_amounts(amounts)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ._tensors import one_hot, resolve_device
-from .limits import check_elements
+from ..core._tensors import one_hot, resolve_device
+from ..core.limits import check_elements
 
 
 @dataclass(frozen=True, eq=False)
@@ -32,7 +32,7 @@ class Case:
         gt = np.asarray(self.gt)
         if gt.ndim not in (2, 3):
             raise ValueError(f"ground truth must be 2-D or 3-D, got shape {gt.shape}")
-        # voxels x classes before the float32 copy and the label scan (segloss_core.limits)
+        # voxels x classes before the float32 copy and the label scan (segloss_core.core.limits)
         check_elements(gt.shape, np.shape(self.probs)[0] if np.ndim(self.probs) else 1, what="case")
         probs = np.asarray(self.probs, dtype=np.float32)
         if probs.shape[1:] != gt.shape:

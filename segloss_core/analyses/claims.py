@@ -1,6 +1,6 @@
 """Numbers the app states in words, computed live from the presets (no literals in the texts).
 
-Each function rebuilds the preset case it talks about with :func:`segloss_core.presets.make_case`
+Each function rebuilds the preset case it talks about with :func:`segloss_core.data.presets.make_case`
 (256 x 256, the preset's default parameters), evaluates the registered losses with the registry's
 defaults (what the Playground's table shows) and the metrics of the arg-max prediction, and returns
 the numbers; ``*_text`` functions turn them into the sentences the app displays. Results are
@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .conventions import convention_params
-from .engine import compute
-from .metrics import segmentation_metrics
-from .presets import make_case
+from ..core.conventions import convention_params
+from ..core.engine import compute
+from ..core.metrics import segmentation_metrics
+from ..data.presets import make_case
 
 
 def _loss(case, name: str, params: dict | None = None) -> float:

@@ -15,7 +15,7 @@ axis. With a PNG/TIFF/NumPy label map (read ``(H, W)``, as nnU-Net's 2-D reader 
 singleton axis is dropped. If the shapes still differ the pair is refused with a one-line reason.
 
 Per case (:func:`evaluate_case`): every selected loss on the whole volume (batch of one, the one
-engine :func:`segloss_core.compute_all`) and :func:`segloss_core.metrics` of the arg-max prediction
+engine :func:`segloss_core.compute_all`) and :func:`segloss_core.core.metrics` of the arg-max prediction
 with the label map's header spacing, per foreground class (``metric_dice_1``, ...) and as the mean
 over the foreground classes where defined (``metric_dice``, ...). An undefined value (a loss that
 does not apply, a metric of an empty class) is ``None``: an empty CSV cell. Losses run in float64:
@@ -206,7 +206,7 @@ def _nnunet_probabilities(data: bytes) -> bool:
 
 def _to_label_order(pred, gt, name: str):
     """nnU-Net's ``(C, z, y, x)`` / ``(C, 1, H, W)`` probabilities -> the label map's axis order."""
-    from .io import FileError
+    from ..data.files import FileError
 
     probs = pred.probs
     stored = "x".join(str(s) for s in probs.shape)
@@ -226,9 +226,9 @@ def _to_label_order(pred, gt, name: str):
 
 def _with_classes(case, pred, num_classes: int | None, name: str):
     """Widen a case to the data set's class count (hard predictions), or refuse one that disagrees."""
-    from .case import Case
-    from .io import FileError
-    from .limits import check_elements
+    from ..core.limits import check_elements
+    from ..data.case import Case
+    from ..data.files import FileError
 
     c = case.num_classes
     if num_classes is None or c == num_classes:
@@ -246,9 +246,9 @@ def _with_classes(case, pred, num_classes: int | None, name: str):
 def read_pair_bytes(gt_data: bytes, gt_name: str, pred_data: bytes, pred_name: str, *, name: str,
                     num_classes: int | None = None):
     """A checked :class:`~segloss_core.Case` from a label map's and a prediction's bytes (the safe
-    readers of :mod:`segloss_core.io`, with nnU-Net's probability export recognised by its one
+    readers of :mod:`segloss_core.data.files`, with nnU-Net's probability export recognised by its one
     ``probabilities`` array in an ``.npz``)."""
-    from . import io as sio
+    from ..data import files as sio
 
     gt = sio.read_label_map(gt_data, gt_name)
     if pred_name.lower().endswith(".npz") and _nnunet_probabilities(pred_data):
@@ -262,7 +262,7 @@ def read_pair_bytes(gt_data: bytes, gt_name: str, pred_data: bytes, pred_name: s
 
 def read_pair(gt_path, pred_path, *, name: str | None = None, num_classes: int | None = None):
     """:func:`read_pair_bytes` of two files (at most ``io.MAX_UPLOAD_BYTES`` each)."""
-    from . import io as sio
+    from ..data import files as sio
 
     gt_path, pred_path = os.fspath(gt_path), os.fspath(pred_path)
     gt_name, pred_name = os.path.basename(gt_path), os.path.basename(pred_path)
@@ -284,7 +284,7 @@ def evaluate_case(gt_path, pred_path, losses: Sequence[str] | None = None,
     """One CSV row: ``case``, each loss (whole volume) and the ``metric_*`` columns of one pair.
 
     Losses: :func:`segloss_core.compute_all` on the case as a batch of one, with the label map's
-    spacing; metrics: :func:`segloss_core.metrics` of the arg-max prediction, per foreground class
+    spacing; metrics: :func:`segloss_core.core.metrics` of the arg-max prediction, per foreground class
     (``metric_<m>_<label>``) and as their mean over the classes where defined (``metric_<m>``).
     Undefined values are ``None``. Raises ``ValueError`` (one line) for an unusable pair.
     """
@@ -717,7 +717,7 @@ class ZipDataset:
 
     def read(self, folder: str, name: str) -> bytes:
         """A member's bytes, at most ``io.MAX_UPLOAD_BYTES`` whatever the zip declares."""
-        from .io import MAX_UPLOAD_BYTES
+        from ..data.files import MAX_UPLOAD_BYTES
 
         info = self.members[(folder, name)]
         try:

@@ -1,7 +1,7 @@
 r"""Boundary-based losses (Ma 2020, section 5): the boundary (surface) loss and the Hausdorff-DT loss.
 
 Both weight a pixel-wise term by a distance map of the ground truth (and, for Hausdorff-DT, of the
-thresholded prediction) computed by :mod:`segloss_core.distance`: on the CPU with scipy's exact EDT,
+thresholded prediction) computed by :mod:`segloss_core.core.distance`: on the CPU with scipy's exact EDT,
 under ``no_grad``, cached per ground-truth image, moved once to the input's device and dtype. The maps
 are constants for autograd, so the gradients are closed forms (docs/theory.md, G10).
 
@@ -62,7 +62,7 @@ def boundary_loss(
         L_{BD} = \frac{1}{|K|\,N} \sum_{c \in K} \sum_{i=1}^{N} \phi_G^c(i)\, s_i^c,
         \qquad \frac{\partial L_{BD}}{\partial s_i^c} = \frac{\phi_G^c(i)}{|K|\,N}
 
-    where :math:`\phi_G^c` is :func:`segloss_core.distance.signed_distance_map` of class ``c`` (positive
+    where :math:`\phi_G^c` is :func:`segloss_core.core.distance.signed_distance_map` of class ``c`` (positive
     outside the object, 0 on its inner boundary ring, negative deeper inside as :math:`-(d - 1)`),
     :math:`K` the selected classes and :math:`N` the number of pixels.
 
@@ -108,7 +108,7 @@ def hausdorff_dt_loss(
         L_{HD} = \frac{1}{|K|\,N} \sum_{c \in K} \sum_{i=1}^{N} (s_i^c - g_i^c)^2
             \left( d_G^c(i)^{\alpha} + d_S^c(i)^{\alpha} \right)
 
-    where :math:`d_G^c` and :math:`d_S^c` are :func:`segloss_core.distance.unsigned_distance_map` of the
+    where :math:`d_G^c` and :math:`d_S^c` are :func:`segloss_core.core.distance.unsigned_distance_map` of the
     ground truth and of the thresholded prediction :math:`s^c > 0.5`, :math:`K` the selected classes.
 
     Convention:
@@ -165,7 +165,7 @@ def _hausdorff_per_sample(probs, target, alpha, include_background, spacing) -> 
 
 def boundary_pixel_mean(px, *, include_background: bool = False,
                         spacing: Sequence[float] | float | None = None) -> torch.Tensor:
-    r"""``boundary`` per sample from a :class:`~segloss_core.engine.PixelView`: one dot product
+    r"""``boundary`` per sample from a :class:`~segloss_core.core.engine.PixelView`: one dot product
     per selected class with the (cached) signed distance map, :math:`\frac{1}{|K|N}\sum_c \phi^c\cdot s^c`."""
     first = 0 if include_background else 1
     phi = px.signed_distance(first, spacing)

@@ -60,13 +60,13 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage, optimize
 
-from ._tensors import EPS, one_hot, resolve_device
-from .case import Case
-from .distance import signed_distance
-from .engine import Plan
-from .perturb import channel_argmax
-from .registry import get_loss
-from .stats import hard_counts
+from ..core._tensors import EPS, one_hot, resolve_device
+from ..core.distance import signed_distance
+from ..core.engine import Plan
+from ..core.registry import get_loss
+from ..core.stats import hard_counts
+from ..data.case import Case
+from ..data.perturb import channel_argmax
 
 DEFAULT_LOSSES = ("ce", "dice", "dice_ce", "region_size")
 MODELS = {"logits": "free logit field", "cnn": "tiny CNN on a noisy image"}
@@ -248,7 +248,7 @@ def deterministic():
 
 def training_case(case: Case, settings: Settings) -> Case:
     """What a run with ``settings`` reads of ``case``: the case itself when free logits start from
-    its prediction, else :func:`~segloss_core.bias.ground_truth_case` (same GT, the prediction
+    its prediction, else :func:`~segloss_core.analyses.bias.ground_truth_case` (same GT, the prediction
     replaced by the GT), so that a cache keyed on it survives a change of the prediction alone.
     ``optimise`` gives the same trajectory on either."""
     from .bias import ground_truth_case
@@ -302,7 +302,7 @@ def band_mask(gt: np.ndarray, width: float) -> tuple[np.ndarray, np.ndarray]:
     """Pixels within ``width / 2`` px of the foreground / background boundary, both sides, and the
     object class each belongs to (its own inside, the nearest object pixel's outside).
 
-    Distances are :func:`segloss_core.distance.signed_distance` with ``boundary="between"`` (half-way between pixel
+    Distances are :func:`segloss_core.core.distance.signed_distance` with ``boundary="between"`` (half-way between pixel
     centres): a band pixel has :math:`|\\phi| < w/2`, so ``width=6`` is 3 px inside and 3 px outside.
     """
     fg = np.asarray(gt) > 0
@@ -711,7 +711,7 @@ def _optimiser(settings: Settings, params: list[torch.Tensor], lr: float) -> tor
 
 
 def _mean_metrics(labels: np.ndarray, gt: np.ndarray, spacing, num_classes: int) -> dict[str, float | None]:
-    from .metrics import mean_over_classes, segmentation_metrics
+    from ..core.metrics import mean_over_classes, segmentation_metrics
 
     per = segmentation_metrics(labels.astype(np.int64), gt, spacing=spacing, num_classes=num_classes)
     present = {k: v for k, v in per.items() if (gt == k).any()}

@@ -1,6 +1,6 @@
 r"""Loss landscapes: every loss (and the metrics) over a grid of perturbations of one prediction.
 
-A landscape evaluates losses at the predictions :func:`segloss_core.perturb.apply` makes from the
+A landscape evaluates losses at the predictions :func:`segloss_core.data.perturb.apply` makes from the
 given one along two named perturbation axes (``x``, ``y``), e.g. shift x by -10..10 px and dilate by
 -8..8 px, on an ``n x n`` grid, and marks where each loss has its minimum, next to where the metrics
 (1 - Dice, 1 - Jaccard of the arg-max prediction, optionally HD95) have theirs.
@@ -14,7 +14,7 @@ Convention:
       ``identity`` (0 for shifts, dilation, areas, noise; 1 for ``logit_scale``). Its loss values
       are in ``current_values`` even when it lies outside the ranges.
     - Metrics are computed from the arg-max prediction, per foreground class, as
-      :mod:`segloss_core.metrics` defines them, averaged over the classes where they are defined
+      :mod:`segloss_core.core.metrics` defines them, averaged over the classes where they are defined
       (a class with an empty ground truth is skipped; NaN when no class is defined, e.g. an empty
       ground truth). Grids hold ``1 - Dice`` and ``1 - Jaccard`` (lower is better, like a loss).
       HD95 (``hd95=True`` or a coarse size ``m``) is computed on an ``m x m`` sub-grid of the same
@@ -22,14 +22,14 @@ Convention:
     - Speed: the ``n x n`` perturbed predictions are built by one batched ``perturb.apply`` per
       chunk (at most ``chunk_bytes`` of probabilities at a time, so 41 x 41 x 512 x 512 never sits
       in memory at once); region losses with a ``from_stats`` form share **one**
-      :func:`segloss_core.stats.soft_confusion` per chunk (one per distinct ``soft_label``
+      :func:`segloss_core.core.stats.soft_confusion` per chunk (one per distinct ``soft_label``
       setting); the other losses run their function on the chunk with ``reduction="none"``
-      (boundary losses take the ground-truth distance map from :mod:`segloss_core.distance`'s cache).
+      (boundary losses take the ground-truth distance map from :mod:`segloss_core.core.distance`'s cache).
     - ``device="auto"``: CUDA when available. Float64 inputs are computed in float64, anything
       else in float32.
 
->>> from segloss_core.landscape import landscape
->>> from segloss_core.presets import make_case
+>>> from segloss_core.analyses.landscape import landscape
+>>> from segloss_core.data.presets import make_case
 >>> case = make_case("disk", 128)
 >>> res = landscape(case.probs, case.gt, x=("shift_x", -10, 10), y=("dilate", -8, 8), n=21)
 >>> res.losses["dice"].shape
@@ -47,12 +47,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import perturb as P
-from ._tensors import one_hot, resolve_device
-from .engine import Plan, shared_confusion
-from .perturb import channel_argmax
-from .registry import get_loss, list_losses
-from .stats import SoftConfusion, hard_counts
+from ..core._tensors import one_hot, resolve_device
+from ..core.engine import Plan, shared_confusion
+from ..core.registry import get_loss, list_losses
+from ..core.stats import SoftConfusion, hard_counts
+from ..data import perturb as P
+from ..data.perturb import channel_argmax
 
 #: The page's and the CLI's default losses.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
@@ -205,7 +205,7 @@ def _check_n(n) -> int:
 
 
 def _inputs(pred, gt, spacing, device):
-    from .case import Case
+    from ..data.case import Case
 
     if isinstance(pred, Case):
         case = pred
@@ -264,7 +264,7 @@ def _sub_conf(a: SoftConfusion, b: SoftConfusion) -> SoftConfusion:
 
 class _Outside:
     """What lies outside the active crop is the base prediction's: its share of the sums and of
-    the pixel means, computed once, added to every crop's (an :class:`segloss_core.engine.Extend`)."""
+    the pixel means, computed once, added to every crop's (an :class:`segloss_core.core.engine.Extend`)."""
 
     def __init__(self, plan: Plan, base_full, target_full, base_crop, target_crop):
         self.n_full = target_full[0, 0].numel()
@@ -354,7 +354,7 @@ def active_box(prep: P.Prepared, amounts: dict[str, np.ndarray]) -> tuple[slice,
 
 
 def _hd95(prep: P.Prepared, amounts: dict[str, np.ndarray], spacing, seed: int) -> np.ndarray:
-    from .metrics import mean_over_classes, segmentation_metrics
+    from ..core.metrics import mean_over_classes, segmentation_metrics
 
     m = len(next(iter(amounts.values())))
     out = np.full(m, np.nan)

@@ -416,7 +416,8 @@ def cmd_landscape(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m segloss_core", description="Segmentation losses: list, evaluate, landscapes.")
+    prog = "segloss" if os.path.basename(sys.argv[0]) == "segloss" else "python -m segloss_core"
+    parser = _Parser(prog=prog, description="Segmentation losses: list, evaluate, landscapes.")
     sub = parser.add_subparsers(dest="command", metavar="{losses,evaluate,landscape}")
     sub.required = True
 

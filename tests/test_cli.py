@@ -114,6 +114,14 @@ def test_losses_lists_the_registry():
             assert f"{pname}=" in res.stdout
 
 
+def test_usage_names_the_command_the_user_typed():
+    assert run_cli("--help").stdout.startswith("usage: python -m segloss_core ")
+    script = PYTHON.parent / "segloss"  # the console script `pip install` makes
+    if script.exists():
+        res = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0 and res.stdout.startswith("usage: segloss "), res.stdout[:80]
+
+
 def test_evaluate_json_matches_api(binary_pair):
     gt_path, pred_path, mask, pred = binary_pair
     res = run_cli("evaluate", "--gt", str(gt_path), "--pred", str(pred_path), "--json", "--device", "cpu")

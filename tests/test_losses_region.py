@@ -285,6 +285,49 @@ def _ref_lovasz_softmax(probs, target, per_image):
     return _ref_lovasz_softmax_flat(np.concatenate(list(p), 1), np.concatenate(list(g), 1))
 
 
+def _ref_tie_averaged_gradient(errors, fg):
+    """Mean, over every order that sorts the errors decreasingly (foreground first among equal
+    errors), of the Lovász subgradient of that order: h_r = Delta_J(first r) - Delta_J(first r - 1)
+    at the pixel ranked r. By enumeration of all permutations (a few pixels only)."""
+    key = [(-errors[i], -fg[i]) for i in range(len(errors))]
+    orders = [o for o in itertools.permutations(range(len(errors)))
+              if all(key[o[r]] <= key[o[r + 1]] for r in range(len(o) - 1))]
+    fg_set = {i for i in range(len(fg)) if fg[i] > 0.5}
+    grad = np.zeros(len(errors))
+    for order in orders:
+        prev, wrong = 0.0, set()
+        for i in order:
+            wrong.add(i)
+            delta = len(wrong) / len(fg_set | wrong)
+            grad[i] += (delta - prev) / len(orders)
+            prev = delta
+    return grad
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_lovasz_gradient_at_ties_is_the_mean_over_tie_orders(seed):
+    """Where errors tie, the subgradient depends on the order of the tied pixels; the loss returns
+    the mean over all such orders, whatever its sort does (and so on every device)."""
+    rng = np.random.default_rng(seed)
+    errors = rng.choice([0.1, 0.4, 0.7], size=7)
+    fg = (rng.random(7) < 0.5).astype(float)
+    e = torch.tensor(errors, requires_grad=True)
+    R._lovasz_rows(e.unsqueeze(0), torch.tensor(fg).unsqueeze(0)).sum().backward()
+    np.testing.assert_allclose(e.grad.numpy(), _ref_tie_averaged_gradient(errors, fg), rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("name", ["lovasz_softmax", "lovasz_hinge"])
+def test_lovasz_gradient_keeps_a_mirror_symmetric_case_symmetric(name):
+    yy, xx = np.mgrid[:32, :32]
+    r = np.hypot(yy - 15.5, xx - 13.0)  # symmetric under flipping the rows only
+    fg = torch.tensor(1 / (1 + np.exp(r - 8.0)))
+    probs = torch.stack([1 - fg, fg]).unsqueeze(0)
+    target = sc.one_hot(torch.tensor(r < 8.5).long().unsqueeze(0), 2, dtype=torch.float64)
+    _, grad = sc.loss_and_grad(name, probs, target)
+    assert float(grad.abs().max()) > 0
+    torch.testing.assert_close(grad, grad.flip(-2), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("shape", SHAPES, ids=["2d", "3d"])
 @pytest.mark.parametrize("absent", [(), (2,)], ids=["all_present", "class2_absent"])
 def test_lovasz_softmax_matches_loop_reference(shape, absent):

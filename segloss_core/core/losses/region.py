@@ -555,6 +555,34 @@ def _lovasz_grad(gt_sorted: torch.Tensor) -> torch.Tensor:
     return grad
 
 
+def _tie_ordered(errors: torch.Tensor, fg: torch.Tensor) -> torch.Tensor:
+    """Permutation of each row sorting ``errors`` decreasingly, ties broken by ``fg`` decreasingly
+    (foreground first, as :func:`_lovasz_split`), then by position: the same on every device."""
+    by_label = torch.argsort(fg, dim=-1, descending=True, stable=True)
+    return by_label.gather(-1, torch.argsort(errors.gather(-1, by_label), dim=-1, descending=True, stable=True))
+
+
+def _tie_mean(grad: torch.Tensor, errors_sorted: torch.Tensor, fg_sorted: torch.Tensor) -> torch.Tensor:
+    r"""``grad`` with each run of equal (error, label) replaced by its mean (rows ``(n, P)``, sorted).
+
+    Where errors tie, every order of the tied pixels is a valid sort and gives a valid subgradient;
+    the pixels of one run carry the same error and label, so any permutation of them leaves the
+    increments :math:`h_r` in place and only moves them between pixels. Averaging over those
+    permutations (a convex combination of subgradients) gives each pixel of the run the run's mean
+    :math:`h`: a subgradient that treats equal pixels equally (a symmetric case keeps a symmetric
+    gradient) and does not depend on the sort's algorithm or device. The loss value is unchanged."""
+    new = torch.ones_like(errors_sorted, dtype=torch.bool)
+    new[..., 1:] = (errors_sorted[..., 1:] != errors_sorted[..., :-1]) | (fg_sorted[..., 1:] != fg_sorted[..., :-1])
+    if bool(new.all()):
+        return grad
+    runs = new.sum(-1)
+    ids = (new.cumsum(-1) - 1 + (runs.cumsum(0) - runs).unsqueeze(-1)).reshape(-1)
+    total = int(runs.sum())
+    sums = torch.zeros(total, dtype=grad.dtype, device=grad.device).index_add_(0, ids, grad.reshape(-1))
+    counts = torch.bincount(ids, minlength=total).to(grad.dtype)
+    return (sums / counts)[ids].reshape(grad.shape)
+
+
 #: Rows at least this long are scored by :func:`_lovasz_split` when no gradient is wanted (the
 #: evaluation of a 3-D volume), CPU tensors and hard 0/1 labels.
 LOVASZ_SPLIT_MIN = 1 << 16
@@ -608,9 +636,16 @@ def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor, relu: bool = False) -> 
     if errors.shape[0] > step:
         return torch.cat([_lovasz_rows(errors[i : i + step], fg[i : i + step], relu)
                           for i in range(0, errors.shape[0], step)])
-    errors_sorted, perm = torch.sort(errors, dim=-1, descending=True)
-    with torch.no_grad():
-        grad = _lovasz_grad(fg.detach().gather(-1, perm))
+    if torch.is_grad_enabled() and errors.requires_grad:
+        perm = _tie_ordered(errors.detach(), fg.detach())
+        errors_sorted = errors.gather(-1, perm)
+        with torch.no_grad():
+            fg_sorted = fg.detach().gather(-1, perm)
+            grad = _tie_mean(_lovasz_grad(fg_sorted), errors_sorted.detach(), fg_sorted)
+    else:  # the value does not depend on the order of ties: one plain sort
+        errors_sorted, perm = torch.sort(errors, dim=-1, descending=True)
+        with torch.no_grad():
+            grad = _lovasz_grad(fg.detach().gather(-1, perm))
     del perm
     if relu:
         errors_sorted = torch.relu(errors_sorted)

@@ -82,12 +82,13 @@ def dice_jaccard_panel(case, settings, params):
         gap = ag.relation_gap(pair["dice"], pair["iou"])
         labels = {k: bias.loss_label(k, params.get(k)) for k in ("dice", "iou")}
         st.plotly_chart(pa.dice_jaccard_figure(dj), width="stretch", key=KEY + "dj_fig")
+        worst = dj.largest
         cols = st.columns(3)
-        cols[0].metric("Largest |L_J − 2L_D/(1+L_D)|", f"{max(dj.relation_error.values()):.1e}",
+        cols[0].metric("Largest |L_J − 2L_D/(1+L_D)|", f"{worst['relation_error']:.1e}",
                        help="Soft (fg only, linear, no smoothing) and hard losses alike.")
-        cols[1].metric("Largest bound violation", f"{max(dj.bound_violation.values()):.1e}",
+        cols[1].metric("Largest bound violation", f"{worst['bound_violation']:.1e}",
                        help="J ≤ D ≤ 2J and 0 ≤ D − J ≤ 3 − 2√2.")
-        cols[2].metric("Largest D − J seen", f"{max(dj.max_gap.values()):.4f}",
+        cols[2].metric("Largest D − J seen", f"{worst['max_gap']:.4f}",
                        help=f"Never above 3 − 2√2 = {ag.MAX_DICE_JACCARD_GAP:.4f}, reached at J = √2 − 1.")
         st.markdown(
             "**What it shows.** Every prediction lies on the curve L_J = 2 L_D / (1 + L_D), soft (foreground "
@@ -102,8 +103,7 @@ def dice_jaccard_panel(case, settings, params):
 
 def exact_dice(agr, metric, method) -> str:
     """On arg-max masks the fg-only unsmoothed Dice is 1 - Dice itself; say what the Dice in the bars gets."""
-    table = agr.spearman if method == "spearman" else agr.kendall
-    rho = table.get("dice", {}).get(metric, float("nan"))
+    rho = agr.correlation("dice", metric, method)
     return ("On arg-max masks the foreground-only, unsmoothed soft Dice is 1 − Dice itself (ρ = 1, "
             "docs/theory.md, A8); the Dice in these bars uses the parameters in force "
             f"({agr.labels.get('dice', 'dice')}), a different set function, and reaches {METHODS[method]} = "
@@ -137,10 +137,10 @@ def ranking_panel(case, settings, hard, params, titles, with_slow):
             st.caption("Not shown: " + "; ".join(f"{titles[k]}: {v}" for k, v in unavailable.items()))
         if slow and not with_slow:
             st.caption(f"Left out until *Include the slow losses* is on: {', '.join(titles[k] for k in slow)}.")
-        ranked = [(k, v) for k, v in agr.ranking(metric, method) if math.isfinite(v)]
+        ranked = agr.ranking(metric, method, finite=True)
         top = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[:3])
         bottom = ", ".join(f"{agr.labels[k]} ({v:.3f})" for k, v in ranked[-3:])
-        n_nan = int(sum(1 for v in agr.metrics.get("HD95", ()) if not math.isfinite(v)))
+        n_nan = agr.n_undefined("HD95")
         groups = " > ".join(f"{g} ({v:.3f})" for g, v in agr.group_means(metric, method).items())
         st.markdown(
             f"**What it shows.** Over {agr.n} perturbed predictions, a correlation of 1 means the loss orders them "
@@ -164,12 +164,11 @@ def wce_panel(case, settings, hard, params, with_slow):
         sweep = _wce(*settings, metric, hard, dict(params.get("lovasz_softmax", {})) if with_slow else None)
         st.plotly_chart(pa.wce_sweep_figure(sweep), width="stretch", key=KEY + "wce_fig")
         w, best = sweep.best
-        refs = {k: v["spearman"] for k, v in sweep.reference.items()}
-        dice = next((v for k, v in refs.items() if k.startswith("Dice")), float("nan"))
-        lovasz = next((v for k, v in refs.items() if k.startswith("Lov")), float("nan"))
+        dice = sweep.reference_spearman("Dice")
+        lovasz = sweep.reference_spearman("Lov")
+
         def versus(name, rho):
-            word = "below" if best < rho else "above" if best > rho else "equal to"
-            return f"{word} {name}'s ρ = {rho:.3f}"
+            return f"{sweep.best_versus(rho)} {name}'s ρ = {rho:.3f}"
 
         st.markdown(
             f"**What it shows.** Sweeping the foreground weight of weighted CE from 10⁻³ to 10⁴, the best rank "
@@ -196,7 +195,7 @@ case = current_case()
 case, fg_class = binary_view_picker(case, KEY, "Dice and Jaccard are binary here: the page uses")
 
 mask, _ = bias.binary_view(case, foreground_class=fg_class)
-if not mask.any():
+if bias.view_problem(mask) == "empty":
     st.warning("Dice and Jaccard are undefined for an empty ground truth. Pick another preset in the sidebar.")
     st.stop()
 
@@ -207,10 +206,9 @@ strength = cols[2].slider("Perturbation strength", 0.25, 2.0, 1.0, 0.25, key=KEY
 hard = cols[3].toggle("Losses see arg-max masks", value=False, key=KEY + "hard",
                       help="Off: the losses see the soft perturbed predictions; the metrics always use the arg-max.")
 cols = st.columns(4)
-side = max(mask.shape)
-sides = tuple(s for s in SIDES if s < side) + (side,)
+sides, default_side = ag.working_sides(mask.shape, SIDES, WORKING_SIDE)
 max_side = cols[0].select_slider(
-    "Working resolution (longer side, px)", sides, value=min(sides, key=lambda s: abs(s - WORKING_SIDE)),
+    "Working resolution (longer side, px)", sides, value=default_side,
     key=KEY + "max_side", help="The binary view is reduced by area averaging before it is perturbed: every cost "
                                "(each prediction, each loss, HD95) grows with the pixel count.")
 slow_names = [sc.get_loss(k).title for k in sc.list_losses() if k in bias.SLOW_LOSSES]

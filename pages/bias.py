@@ -83,7 +83,7 @@ def size_panel(case, fg_class, params, titles):
                  "note": v if isinstance(v, str) else ""} for k, v in curve.values.items()]
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={"minimum at size ratio": st.column_config.NumberColumn(format="%.3f")})
-        off = {k: r for k, r in curve.argmin.items() if abs(r - 1.0) > 0.02}
+        off = curve.off_true_size()
         if off:
             where = ", ".join(f"{curve.labels[k]} (at {r:.2f})" for k, r in off.items())
             verdict = f"The others are smallest at the true size (ratio 1); off it: {where}."
@@ -178,7 +178,7 @@ def sweep_panel(params, titles):
         sweep = cached(bias.size_sweep)(boundary_error_px=error, losses=list(names), confidence=conf,
                                         params=_loss_params(params, names))
         st.plotly_chart(pb.size_sweep_figure(sweep), width="stretch", key=KEY + "sweep_fig")
-        text = [f"Disks from {sweep.fraction[0] * 100:.2g} % to {sweep.fraction[-1] * 100:.2g} % of a "
+        text = [f"Disks from {sweep.percent[0]:.2g} % to {sweep.percent[-1]:.2g} % of a "
                 f"{sweep.image_size} × {sweep.image_size} image, each predicted {error:+g} px off. "
                 f"The hard Dice loss falls from {sweep.hard_dice_loss[0]:.3f} to {sweep.hard_dice_loss[-1]:.4f} "
                 "(≈ 1/R): the same boundary mistake costs a small object far more."]
@@ -188,15 +188,15 @@ def sweep_panel(params, titles):
             text.append(f"Mean CE instead rises from {ce[0]:.2g} to {ce[-1]:.2g}: above the {floor:.2g} every pixel "
                         "pays for its confidence it grows ∝ R/N, because it counts wrong pixels, whatever the "
                         "object's size.")
-        if "dice" in sweep.grad_mean and not isinstance(sweep.grad_mean["dice"], str):
-            g = sweep.grad_mean["dice"]
-            text.append(f"Dice's mean gradient shrinks {g[0] / g[-1]:.0f}-fold from the smallest to the largest "
+        shrink = sweep.gradient_shrink("dice")
+        if shrink is not None:
+            text.append(f"Dice's mean gradient shrinks {shrink:.0f}-fold from the smallest to the largest "
                         "object, while CE's grows with the number of wrong pixels.")
         st.markdown("**What it shows.** " + " ".join(text))
 
 
 @st.fragment
-def control_panel(case, fg_class, tau):
+def control_panel(case, fg_class):
     with panel("the explicit control"):
         cols = st.columns(5)
         alpha = cols[0].slider("α", 0.0, 50.0, 20.0, 0.5, key=KEY + "ctl_alpha",
@@ -207,7 +207,7 @@ def control_panel(case, fg_class, tau):
         ratio = cols[3].slider("Target size / GT size", 0.25, 1.9, 1.5, 0.05, key=KEY + "ctl_ratio")
         hard = cols[4].toggle("Hard predictions", value=True, key=KEY + "ctl_hard")
         confidence = None if hard else 0.9
-        ctl = cached(bias.region_size_control)(case, target_proportion=ratio * tau, alpha=alpha,
+        ctl = cached(bias.region_size_control)(case, target_size_ratio=ratio, alpha=alpha,
                                                temperature=temperature, penalty=penalty, confidence=confidence,
                                                foreground_class=fg_class)
         st.plotly_chart(pb.region_size_figure(ctl), width="stretch", key=KEY + "ctl_fig")
@@ -236,15 +236,14 @@ st.caption("Liu et al., *Do we really need Dice? The hidden region-size biases o
 case = current_case()
 case, fg_class = binary_view_picker(case, KEY, "The papers' maths is binary: this page uses")
 
-mask, _ = bias.binary_view(case, foreground_class=fg_class)
-if not mask.any() or mask.all():
+problem = bias.view_problem(bias.binary_view(case, foreground_class=fg_class)[0])
+if problem is not None:
     st.warning("This view needs an object and some background: the current ground truth is "
-               + ("empty." if not mask.any() else "all foreground.") + " Pick another preset in the sidebar.")
+               + ("empty." if problem == "empty" else "all foreground.") + " Pick another preset in the sidebar.")
     st.stop()
 
 params = current_params()
 titles = {n: sc.get_loss(n).title for n in sc.list_losses()}
-tau = float(mask.mean())
 
 # the size curves and the region_size control read the ground truth only: keyed on it, they stay
 # cached while only the prediction moves
@@ -265,4 +264,4 @@ st.subheader("Object-size sweep: the same mistake on objects of every size")
 sweep_panel(params, titles)
 
 st.subheader("Explicit control: the region_size loss")
-control_panel(gt_case, fg_class, tau)
+control_panel(gt_case, fg_class)

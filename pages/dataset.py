@@ -24,8 +24,7 @@ KEY = "ds_"
 STATE = "segloss_dataset"
 SOURCES = ("Results CSV", "Validation set (.zip)")
 METHODS = {"spearman": "Spearman ρ", "kendall": "Kendall τ"}
-MAX_CSV_MB = ds.MAX_CSV_BYTES // 2**20
-MAX_ZIP_MB = ds.MAX_ZIP_BYTES // 2**20
+MAX_CSV_MB, MAX_ZIP_MB = ds.MAX_CSV_MB, ds.MAX_ZIP_MB
 WORST = 5
 
 

@@ -105,12 +105,9 @@ def _settings(case, params) -> opt.Settings:
             kw["momentum"] = cols[3].slider("SGD momentum", 0.0, 0.95, 0.0, 0.05, key=KEY + "momentum")
         cols = st.columns(4)
         kw["seed"] = int(cols[0].number_input("Seed", 0, 1_000_000, 0, key=KEY + "seed"))
-        side = max(case.gt.shape)
-        sides = tuple(s for s in SIDES if s < side) + (side,)
-        default = WORKING_SIDE[model]
+        sides, default_side = opt.working_sides(case.gt.shape, SIDES, WORKING_SIDE[model])
         kw["max_side"] = cols[1].select_slider(
-            "Working resolution (longer side, px)", sides, value=max(s for s in sides if s <= default)
-            if min(sides) <= default else sides[0], key=f"{KEY}max_side_{model}",
+            "Working resolution (longer side, px)", sides, value=default_side, key=f"{KEY}max_side_{model}",
             help="The case is reduced by area averaging before training (the CNN runs its convolutions "
                  "forward and backward at every step, so it costs more per pixel than free logits, "
                  "hence its smaller default).")
@@ -122,18 +119,12 @@ def _settings(case, params) -> opt.Settings:
 # ----------------------------------------------------------------------------- animation
 
 
+FRAME_COLUMNS = {"title": "loss", "loss": "loss value", "dice": "Dice", "size_ratio": "|P| / |G|",
+                 "band_q": "band q", "calibration": "mean |q − g| (disputed)"}
+
+
 def _row_text(traj: opt.Trajectory, frame: int) -> list[dict]:
-    rows = []
-    for i, name in enumerate(traj.names):
-        step = int(traj.frame_steps[frame])
-        row = {"loss": traj.titles[name], "loss value": float(traj.loss[step, i]),
-               "Dice": float(traj.dice[frame, i]), "|P| / |G|": float(traj.size_ratio[frame, i])}
-        if traj.band_q is not None:
-            row["band q"] = float(traj.band_q[frame, i])
-        elif traj.targets.disputed.any():
-            row["mean |q − g| (disputed)"] = float(traj.calibration[frame, i])
-        rows.append(row)
-    return rows
+    return [{FRAME_COLUMNS[k]: v for k, v in row.items()} for row in traj.frame_rows(frame)]
 
 
 def _on_play(first: int, last: int) -> None:
@@ -171,8 +162,7 @@ def animation(traj: opt.Trajectory) -> None:
             st.plotly_chart(op.frame_figure(traj, frame, view=view), width="stretch", key=KEY + "frames")
             st.dataframe(_row_text(traj, frame), hide_index=True, width="stretch",
                          column_config={k: st.column_config.NumberColumn(format="%.4g")
-                                        for k in ("loss value", "Dice", "|P| / |G|", "band q",
-                                                  "mean |q − g| (disputed)")})
+                                        for k in list(FRAME_COLUMNS.values())[1:]})
             st.plotly_chart(op.curves_figure(traj, step), width="stretch", key=KEY + "curves")
             st.caption("Red: ground-truth outline; dotted white: the ambiguous band. Dashed lines in the band "
                        "panel: each loss's band-model optimum q* (the loss with every band pixel at one "

@@ -161,6 +161,15 @@ def population(
     return Population(torch.cat(parts).contiguous(), mask, amounts, spacing, int(seed))
 
 
+def working_sides(shape: Sequence[int], choices: Sequence[int], preferred: int) -> tuple[tuple[int, ...], int]:
+    """The working resolutions (longer side, px) offered for a view of ``shape``: the ``choices``
+    below its longer side, then the longer side itself (full resolution); and the default, the
+    offered side closest to ``preferred`` (the smaller one on a tie)."""
+    side = int(max(shape))
+    sides = tuple(int(s) for s in choices if s < side) + (side,)
+    return sides, min(sides, key=lambda s: abs(s - preferred))
+
+
 def reduce_view(mask: np.ndarray, fg: np.ndarray, spacing: tuple[float, float], max_side: int
                 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
     """The binary view ``(mask, foreground probability, spacing)`` reduced so that its longer side
@@ -237,11 +246,25 @@ class Agreement:
     hard: bool
     n: int
 
-    def ranking(self, metric: str = "1 - Dice", method: str = "spearman") -> list[tuple[str, float]]:
-        """``(loss, correlation)`` sorted from the best agreement down (NaN last)."""
+    def ranking(self, metric: str = "1 - Dice", method: str = "spearman", *, finite: bool = False
+                ) -> list[tuple[str, float]]:
+        """``(loss, correlation)`` sorted from the best agreement down (NaN last); ``finite=True``
+        leaves out the losses whose correlation is NaN (undefined)."""
         table = self.spearman if method == "spearman" else self.kendall
         rows = [(k, v[metric]) for k, v in table.items()]
+        if finite:
+            rows = [(k, v) for k, v in rows if math.isfinite(v)]
         return sorted(rows, key=lambda kv: (-kv[1] if np.isfinite(kv[1]) else np.inf))
+
+    def correlation(self, loss: str, metric: str = "1 - Dice", method: str = "spearman") -> float:
+        """``loss``'s rank correlation with ``metric`` (NaN when the loss is absent or n/a)."""
+        table = self.spearman if method == "spearman" else self.kendall
+        return table.get(loss, {}).get(metric, float("nan"))
+
+    def n_undefined(self, metric: str = "HD95") -> int:
+        """How many predictions have no finite ``metric`` (HD95 of an empty mask is NaN); 0 when the
+        metric was not computed."""
+        return int(np.sum(~np.isfinite(np.asarray(self.metrics.get(metric, ()), dtype=np.float64))))
 
     def group_means(self, metric: str = "1 - Dice", method: str = "spearman") -> dict[str, float]:
         """``{group title: mean correlation}`` over each display group's losses (``LossSpec.group``,
@@ -361,6 +384,14 @@ class DiceJaccard:
     bound_violation: dict[str, float]
     max_gap: dict[str, float]
 
+    @property
+    def largest(self) -> dict[str, float]:
+        """The worst of soft and hard: ``{"relation_error", "bound_violation", "max_gap"}``, each the
+        larger of its two entries."""
+        return {"relation_error": max(self.relation_error.values()),
+                "bound_violation": max(self.bound_violation.values()),
+                "max_gap": max(self.max_gap.values())}
+
 
 def _check_relation(ld: np.ndarray, lj: np.ndarray) -> tuple[float, float, float]:
     d, j = 1 - ld, 1 - lj
@@ -408,6 +439,18 @@ class WceSweep:
         """``(weight, Spearman)`` of the best agreement any weight reaches."""
         i = int(np.nanargmax(self.spearman))
         return float(self.weights[i]), float(self.spearman[i])
+
+    def reference_spearman(self, prefix: str) -> float:
+        """Spearman correlation of the first reference whose label starts with ``prefix`` (labels
+        come from :func:`~segloss_core.analyses.bias.loss_label`: ``"Dice"``, ``"Lov"``, ...); NaN when
+        none does (a reference left out or n/a)."""
+        return next((v["spearman"] for k, v in self.reference.items() if k.startswith(prefix)), float("nan"))
+
+    def best_versus(self, rho: float) -> str:
+        """Where the best weight's Spearman correlation lies relative to ``rho``: ``"below"``,
+        ``"above"`` or ``"equal to"`` (also for a NaN ``rho``, which compares neither way)."""
+        best = self.best[1]
+        return "below" if best < rho else "above" if best > rho else "equal to"
 
 
 def wce_sweep(
@@ -482,4 +525,5 @@ __all__ = [
     "reduce_view",
     "relation_gap",
     "wce_sweep",
+    "working_sides",
 ]

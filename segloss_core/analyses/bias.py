@@ -98,6 +98,18 @@ def binary_view(
     return mask.astype(bool), (None if fg is None else np.clip(fg, 0.0, 1.0))
 
 
+def view_problem(mask: np.ndarray) -> str | None:
+    """Why a binary view cannot be analysed for region size: ``"empty"`` (no foreground pixel),
+    ``"full"`` (no background pixel), or ``None`` when it holds both (the size curves, the
+    decomposition and the ``region_size`` control need an object and some background)."""
+    mask = np.asarray(mask, dtype=bool)
+    if not mask.any():
+        return "empty"
+    if mask.all():
+        return "full"
+    return None
+
+
 def ground_truth_case(case: Case) -> Case:
     """``case`` with its prediction replaced by the one-hot ground truth (same GT, spacing, name,
     class names and meta).
@@ -239,6 +251,11 @@ class SizeCurve:
     def minima(self) -> dict[str, float | None]:
         """Each loss's smallest value along the family (``None`` where it is n/a)."""
         return {k: None if isinstance(v, str) else float(np.min(v)) for k, v in self.values.items()}
+
+    def off_true_size(self, tolerance: float = 0.02) -> dict[str, float]:
+        """``{loss: size ratio of its minimum}`` for the losses whose minimum lies more than
+        ``tolerance`` from the true size (ratio 1), in :attr:`argmin`'s order."""
+        return {k: r for k, r in self.argmin.items() if abs(r - 1.0) > tolerance}
 
     @staticmethod
     def merge(curves: Sequence[SizeCurve]) -> SizeCurve:
@@ -922,6 +939,19 @@ class SizeSweep:
         """Mean CE every pixel pays for predicting its true class with ``confidence``: ``-log(confidence)``."""
         return float(-np.log(self.confidence))
 
+    @property
+    def percent(self) -> np.ndarray:
+        """Each object's share of the image in percent: ``100 |G| / N``."""
+        return self.fraction * 100
+
+    def gradient_shrink(self, name: str) -> float | None:
+        """How many times larger ``name``'s mean gradient is on the smallest object than on the
+        largest (``grad_mean[0] / grad_mean[-1]``); ``None`` where the loss is n/a or absent."""
+        g = self.grad_mean.get(name)
+        if g is None or isinstance(g, str):
+            return None
+        return float(g[0] / g[-1])
+
 
 def size_sweep(
     radii: Sequence[float] | None = None,
@@ -1056,6 +1086,7 @@ def region_size_control(
     case_or_gt: Case | np.ndarray,
     *,
     target_proportion: float | None = None,
+    target_size_ratio: float | None = None,
     alpha: float = 1.0,
     temperature: float = 1.0,
     penalty: str = "l1",
@@ -1069,13 +1100,18 @@ def region_size_control(
     """``region_size`` (CE + alpha x penalty(tau_hat, tau)) vs CE along the size curve of the case.
 
     ``target_proportion`` is the foreground fraction of the image the user asks for (``None`` =
-    the GT's). With a large enough ``alpha`` the curve's minimum moves to ``target_ratio``
+    the GT's); ``target_size_ratio`` asks for it relative to the GT instead: target proportion =
+    ratio x the GT's foreground proportion (give one of the two at most). With a large enough ``alpha`` the curve's minimum moves to ``target_ratio``
     (predicted size / GT size where the predicted proportion equals the target). ``band``:
     ``(F, U, pi)`` of a band model evaluated with the same settings, its target scaled by the
     same factor (target / GT proportion), or ``None``.
     """
     mask, _ = binary_view(case_or_gt, foreground_class=foreground_class, slice_index=slice_index)
     tau = float(mask.mean())
+    if target_size_ratio is not None:
+        if target_proportion is not None:
+            raise ValueError("give target_proportion or target_size_ratio, not both")
+        target_proportion = target_size_ratio * tau
     rho = tau if target_proportion is None else float(target_proportion)
     if not 0.0 < rho < 1.0:
         raise ValueError(f"target proportion must lie in (0, 1), got {target_proportion}")
@@ -1137,4 +1173,5 @@ __all__ = [
     "size_curve",
     "size_family",
     "size_sweep",
+    "view_problem",
 ]

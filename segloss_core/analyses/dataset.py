@@ -616,6 +616,8 @@ MAX_CSV_COLUMNS, MAX_CSV_ROWS = 2000, 100_000
 MAX_ZIP_BYTES = 500 * 1024 * 1024
 MAX_ZIP_INFLATED_BYTES = 4 * 1024 * 1024 * 1024
 MAX_ZIP_MEMBERS = 20_000
+#: The two upload limits in whole MiB (what the app's uploaders and the messages state).
+MAX_CSV_MB, MAX_ZIP_MB = MAX_CSV_BYTES // 2**20, MAX_ZIP_BYTES // 2**20
 
 
 def read_results_csv(data: bytes) -> list[dict]:
@@ -623,7 +625,7 @@ def read_results_csv(data: bytes) -> list[dict]:
     loss columns and ``metric_*`` columns), numbers as floats, empty cells as ``None``.
     Raises ``ValueError`` (one line) for anything else."""
     if len(data) > MAX_CSV_BYTES:
-        raise ValueError(f"CSV is {len(data) / 2**20:.1f} MB; the limit is {MAX_CSV_BYTES // 2**20} MB")
+        raise ValueError(f"CSV is {len(data) / 2**20:.1f} MB; the limit is {MAX_CSV_MB} MB")
     try:
         text = bytes(data).decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -681,7 +683,7 @@ class ZipDataset:
 
     def __init__(self, data: bytes):
         if len(data) > MAX_ZIP_BYTES:
-            raise ValueError(f"zip is {len(data) / 2**20:.0f} MB; the limit is {MAX_ZIP_BYTES // 2**20} MB")
+            raise ValueError(f"zip is {len(data) / 2**20:.0f} MB; the limit is {MAX_ZIP_MB} MB")
         try:
             self._zip = zipfile.ZipFile(_io.BytesIO(data))
             infos = self._zip.infolist()

@@ -258,6 +258,16 @@ def training_case(case: Case, settings: Settings) -> Case:
     return ground_truth_case(case)
 
 
+def working_sides(shape: Sequence[int], choices: Sequence[int], preferred: int) -> tuple[tuple[int, ...], int]:
+    """The working resolutions (longer side, px) offered for a case of ``shape``: the ``choices``
+    below its longer side, then the longer side itself (full resolution); and the default, the
+    largest offered side not above ``preferred`` (the smallest offered side when all are above)."""
+    side = int(max(shape))
+    sides = tuple(int(s) for s in choices if s < side) + (side,)
+    fitting = [s for s in sides if s <= preferred]
+    return sides, (max(fitting) if fitting else sides[0])
+
+
 def working_case(case: Case, max_side: int = 128) -> Case:
     """The 2-D case reduced so that its longer side is at most ``max_side`` px.
 
@@ -472,6 +482,22 @@ class Trajectory:
     def frame_of(self, step: int) -> int:
         """Index of the recorded frame at (or just before) ``step``."""
         return int(np.clip(np.searchsorted(self.frame_steps, step, side="right") - 1, 0, self.num_frames - 1))
+
+    def frame_rows(self, frame: int) -> list[dict[str, Any]]:
+        """One row per loss at recorded frame ``frame``: ``title``, ``loss`` (its value at that
+        frame's step), ``dice``, ``size_ratio``, and ``band_q`` (band targets) or else, when some
+        pixels are disputed, ``calibration`` (mean ``|q - g|`` over them)."""
+        step = int(self.frame_steps[frame])
+        rows = []
+        for i, name in enumerate(self.names):
+            row = {"title": self.titles[name], "loss": float(self.loss[step, i]),
+                   "dice": float(self.dice[frame, i]), "size_ratio": float(self.size_ratio[frame, i])}
+            if self.band_q is not None:
+                row["band_q"] = float(self.band_q[frame, i])
+            elif self.targets.disputed.any():
+                row["calibration"] = float(self.calibration[frame, i])
+            rows.append(row)
+        return rows
 
 
 @dataclass(frozen=True)
@@ -1002,4 +1028,5 @@ __all__ = [
     "status",
     "training_case",
     "working_case",
+    "working_sides",
 ]

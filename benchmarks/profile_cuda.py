@@ -25,10 +25,10 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from run import monai_equivalents  # noqa: E402
+
 import segloss_core as sc  # noqa: E402
 from segloss_core.core._tensors import trusted  # noqa: E402
-
-from run import monai_equivalents  # noqa: E402
 
 SYNCS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize")
 

@@ -193,3 +193,78 @@ def test_no_wce_weight_orders_pure_fp_and_fn_errors_like_dice_a6():
     assert best < 0.99
     hard = ag.agreement(population, ["dice"], params={"dice": ag.EXACT_SOFT})
     assert hard.spearman["dice"]["1 - Dice"] == pytest.approx(1.0, abs=1e-12)
+
+
+# ---------------------------------------------------------------------------------------- shown by the page
+
+
+def test_n_undefined_counts_the_empty_predictions_hd95_leaves_out():
+    gt = np.zeros((32, 32), np.int64)
+    gt[15:18, 15:18] = 1  # a 3 x 3 object: strong perturbations erase it in some predictions
+    small = ag.population(gt, n=40, seed=0, strength=2.0, dtype=torch.float64)
+    metrics = ag.hard_metrics(small.hard(), small.gt, small.spacing, hd95=True)
+    a = ag.agreement_from_values({"ce": np.arange(40.0)}, metrics)
+    empty = int(sum(not np.asarray(m).any() for m in small.hard()))  # predictions without foreground
+    assert empty > 0 and a.n_undefined("HD95") == empty
+    assert a.n_undefined("1 - Dice") == 0
+    assert ag.agreement_from_values({"ce": np.arange(40.0)}, {"1 - Dice": metrics["1 - Dice"]}).n_undefined() == 0
+    made = ag.Agreement(values={}, metrics={"HD95": np.array([1.0, np.nan, np.inf, 2.0])}, spearman={},
+                        kendall={}, labels={}, hard=False, n=4)
+    assert made.n_undefined("HD95") == 2
+
+
+def test_finite_ranking_and_correlation_lookup():
+    spearman = {"dice": {"1 - Dice": 0.5}, "ce": {"1 - Dice": float("nan")}, "iou": {"1 - Dice": 0.9},
+                "focal": {"1 - Dice": -0.2}}
+    kendall = {k: {"1 - Dice": v["1 - Dice"] / 2} for k, v in spearman.items()}
+    a = ag.Agreement(values={}, metrics={}, spearman=spearman, kendall=kendall, labels={}, hard=False, n=3)
+    assert [k for k, _ in a.ranking()] == ["iou", "dice", "focal", "ce"]  # NaN last
+    assert a.ranking(finite=True) == [("iou", 0.9), ("dice", 0.5), ("focal", -0.2)]
+    assert a.ranking("1 - Dice", "kendall", finite=True) == [("iou", 0.45), ("dice", 0.25), ("focal", -0.1)]
+    assert a.correlation("dice") == 0.5 and a.correlation("dice", method="kendall") == 0.25
+    assert math.isnan(a.correlation("lovasz_softmax")) and math.isnan(a.correlation("dice", "HD95"))
+
+
+def test_dice_jaccard_largest_takes_the_worse_of_soft_and_hard(pop):
+    dj = ag.dice_jaccard(pop)
+    worst = dj.largest
+    # independently: the checks over soft and hard pooled (A1-A3)
+    ld = np.concatenate([dj.soft_dice_loss, dj.hard_dice_loss])
+    lj = np.concatenate([dj.soft_jaccard_loss, dj.hard_jaccard_loss])
+    assert worst["relation_error"] == pytest.approx(np.max(np.abs(lj - 2 * ld / (1 + ld))), abs=1e-18)
+    assert worst["max_gap"] == pytest.approx(np.max(lj - ld), abs=1e-15)
+    assert worst["bound_violation"] == max(dj.bound_violation["soft"], dj.bound_violation["hard"])
+    made = ag.DiceJaccard(*([np.zeros(1)] * 4), relation_error={"soft": 1e-16, "hard": 3e-16},
+                          bound_violation={"soft": 0.5, "hard": 0.0}, max_gap={"soft": 0.1, "hard": 0.12})
+    assert made.largest == {"relation_error": 3e-16, "bound_violation": 0.5, "max_gap": 0.12}
+
+
+def test_wce_reference_lookup_and_comparison():
+    sweep = ag.WceSweep(weights=np.array([0.1, 1.0, 10.0]), spearman=np.array([0.2, np.nan, 0.7]),
+                        kendall=np.zeros(3), metric="1 - Dice",
+                        reference={"Dice (linear denom., fg only)": {"spearman": 0.9, "kendall": 0.8},
+                                   "Lovász-Softmax": {"spearman": 0.6, "kendall": 0.5},
+                                   "Cross-entropy": {"spearman": 0.4, "kendall": 0.3}})
+    assert sweep.best == (10.0, 0.7)
+    assert sweep.reference_spearman("Dice") == 0.9 and sweep.reference_spearman("Lov") == 0.6
+    assert math.isnan(sweep.reference_spearman("Hausdorff"))
+    assert sweep.best_versus(0.9) == "below" and sweep.best_versus(0.6) == "above"
+    assert sweep.best_versus(0.7) == "equal to"
+
+
+def test_wce_reference_spearman_is_the_references_correlation(pop):
+    sweep = ag.wce_sweep(pop, weights=[1.0], references=("dice", "ce"))
+    metric = ag.hard_metrics(pop.hard(), pop.gt, hd95=False)["1 - Dice"]
+    target = pop.target().expand(len(pop), -1, -1, -1)
+    dice = sc.compute("dice", pop.probs(), target, reduction="none", **ag.EXACT_SOFT).numpy()
+    assert sweep.reference_spearman("Dice") == pytest.approx(stats.spearmanr(dice, metric).statistic, abs=1e-12)
+
+
+@pytest.mark.parametrize("shape, preferred, sides, default", [
+    ((300, 200), 128, (64, 128, 256, 300), 128),
+    ((100, 50), 128, (64, 100), 100),  # |100 - 128| < |64 - 128|
+    ((64, 64), 128, (64,), 64),  # a choice equal to the side is the side itself
+    ((200, 10), 96, (64, 128, 200), 64),  # a tie goes to the smaller side
+])
+def test_working_sides_offer_the_choices_below_the_side_and_the_nearest_default(shape, preferred, sides, default):
+    assert ag.working_sides(shape, (64, 128, 256), preferred) == (sides, default)

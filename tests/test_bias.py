@@ -429,3 +429,58 @@ def test_size_sweep_confidence_floor_and_curve_minima():
 
     curve = bias.size_curve(make_case("disk"), losses=("dice",), n=9)
     assert curve.minima["dice"] == pytest.approx(float(np.min(curve.values["dice"])))
+
+
+# ---------------------------------------------------------------------------------------------- shown by the page
+
+
+def test_view_problem_names_an_empty_or_full_view(blob):
+    assert bias.view_problem(np.zeros((5, 5), bool)) == "empty"
+    assert bias.view_problem(np.ones((5, 5), bool)) == "full"
+    assert bias.view_problem(blob > 0) is None
+    one_pixel = np.zeros((5, 5), bool)
+    one_pixel[2, 3] = True
+    assert bias.view_problem(one_pixel) is None and bias.view_problem(~one_pixel) is None
+
+
+def test_size_curve_off_true_size_keeps_minima_beyond_the_tolerance():
+    curve = bias.SizeCurve(ratio=np.linspace(0, 2, 5), values={}, labels={}, gt_size=10, n_pixels=100,
+                           confidence=1.0, outside=0.0,
+                           argmin={"a": 1.0, "b": 1.03, "c": 0.97, "d": 1.015, "e": 0.0})
+    assert curve.off_true_size() == {"b": 1.03, "c": 0.97, "e": 0.0}
+    assert list(curve.off_true_size(0.01)) == ["b", "c", "d", "e"]
+    assert curve.off_true_size(2.0) == {}
+
+
+def test_size_sweep_percent_and_gradient_shrink_b8():
+    radii, conf = [2, 100], 1 - 1e-3
+    sw = bias.size_sweep(radii=radii, losses=["dice", "ce"], confidence=conf, params={"dice": EXACT_DICE})
+    n = 256 * 256
+    g = np.array([disk(256, r).sum() for r in radii], dtype=np.float64)
+    p = np.array([disk(256, r + 1).sum() for r in radii], dtype=np.float64)
+    np.testing.assert_allclose(sw.percent, 100 * g / n, rtol=1e-15)
+    # mean |dL/ds_fg| of linear Dice from its counts (as in the B8 test above)
+    inter = conf * g
+    den = conf * p + (1 - conf) * (n - p) + g
+    grad = (g * 2 * (den - inter) / den**2 + (n - g) * 2 * inter / den**2) / n
+    assert sw.gradient_shrink("dice") == pytest.approx(grad[0] / grad[1], rel=1e-10)
+    assert sw.gradient_shrink("dice") > 10  # a small object gets far larger gradients
+    assert sw.gradient_shrink("ce") < 1  # CE's grows with the wrong pixels
+    assert sw.gradient_shrink("iou") is None  # not in the sweep
+    from dataclasses import replace
+
+    assert replace(sw, grad_mean={"dice": "n/a: why"}).gradient_shrink("dice") is None
+
+
+def test_region_size_control_target_size_ratio_is_relative_to_the_gt(blob):
+    tau = np.count_nonzero(blob) / blob.size
+    by_ratio = bias.region_size_control(blob, target_size_ratio=1.5, alpha=40.0, n=31, band=(300, 400, 0.2))
+    by_value = bias.region_size_control(blob, target_proportion=1.5 * tau, alpha=40.0, n=31, band=(300, 400, 0.2))
+    assert by_ratio.target_proportion == pytest.approx(1.5 * tau, rel=1e-12)
+    assert by_ratio.target_ratio == pytest.approx(1.5)
+    np.testing.assert_array_equal(by_ratio.curve.values["region_size"], by_value.curve.values["region_size"])
+    assert by_ratio.band.region_size.q_star == by_value.band.region_size.q_star
+    with pytest.raises(ValueError, match="not both"):
+        bias.region_size_control(blob, target_proportion=0.1, target_size_ratio=1.5, band=None)
+    with pytest.raises(ValueError, match="target proportion"):
+        bias.region_size_control(blob, target_size_ratio=1.0 / tau, band=None)

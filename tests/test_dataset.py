@@ -448,3 +448,15 @@ def test_zip_pairs_like_a_folder_and_guards_inflation(folder, monkeypatch):
         ds.ZipDataset(_zip(members))
     with pytest.raises(ValueError, match="no labels/ and predictions/"):
         ds.ZipDataset(_zip({"other/x.nii.gz": b"1"}))
+
+
+def test_upload_limits_in_mb_are_the_byte_limits(monkeypatch):
+    """The MB the uploaders and the messages state are the byte limits in whole MiB."""
+    assert (ds.MAX_CSV_MB, ds.MAX_ZIP_MB) == (20, 500)
+    assert ds.MAX_CSV_MB * 2**20 == ds.MAX_CSV_BYTES and ds.MAX_ZIP_MB * 2**20 == ds.MAX_ZIP_BYTES
+    with pytest.raises(ValueError, match=r"the limit is 20 MB"):
+        ds.read_results_csv(b"x" * (20 * 2**20 + 1))
+    monkeypatch.setattr(ds, "MAX_ZIP_BYTES", 10)
+    monkeypatch.setattr(ds, "MAX_ZIP_MB", 0)
+    with pytest.raises(ValueError, match=r"the limit is 0 MB"):
+        ds.ZipDataset(b"x" * 11)

@@ -296,3 +296,53 @@ def test_figures_show_the_recorded_frames():
     assert len([t for t in band.data if t.mode == "lines"]) == 2
     mask = op.frame_figure(traj, traj.num_frames - 1, view="mask")
     np.testing.assert_array_equal(np.asarray(mask.data[0].z), case.gt)
+
+
+# ---------------------------------------------------------------------------------------- shown by the page
+
+
+def test_frame_rows_read_each_frames_own_step():
+    case = disk_case()
+    traj = run(case, losses=("ce", "dice"), steps=20, record_every=5, target="clean")
+    assert list(traj.frame_steps) == [0, 5, 10, 15, 20]
+    rows = traj.frame_rows(0)
+    assert [r["title"] for r in rows] == [sc.get_loss("ce").title, sc.get_loss("dice").title]
+    assert rows[0]["loss"] == pytest.approx(np.log(2))  # uniform start: CE = log C
+    assert all("band_q" not in r and "calibration" not in r for r in rows)  # a clean target
+    g = (case.gt > 0).sum()
+    for k in (1, 3):
+        for i, row in enumerate(traj.frame_rows(k)):
+            labels = traj.labels[k, i].astype(np.int64)
+            assert row["dice"] == pytest.approx(sc.metrics(labels, case.gt)[1]["dice"], abs=1e-6)
+            assert row["size_ratio"] == pytest.approx((labels > 0).sum() / g)
+        # the value at step 5 k, recomputed from the recorded (1/255-rounded) foreground probability
+        fg = torch.as_tensor(traj.foreground[k, 0] / 255.0, dtype=torch.float64).clamp(1e-6, 1 - 1e-6)
+        probs = torch.stack([1 - fg, fg])[None]
+        target = torch.as_tensor(np.stack([case.gt == 0, case.gt > 0]), dtype=torch.float64)[None]
+        ce = sc.compute("ce", probs, target).item()
+        assert traj.frame_rows(k)[0]["loss"] == pytest.approx(ce, abs=0.01)
+
+
+def test_frame_rows_report_band_q_or_disputed_calibration():
+    case = disk_case()
+    band = run(case, losses=("ce",), steps=10, record_every=5, target="soft_band", pi=0.3)
+    q = band.foreground[-1, 0][band.targets.band] / 255.0
+    assert band.frame_rows(band.num_frames - 1)[0]["band_q"] == pytest.approx(q.mean(), abs=1 / 255)
+    soft = run(case, losses=("ce",), steps=10, record_every=5, target="soft_labels", soft_sigma=2.0)
+    t = soft.targets
+    assert t.band is None and t.disputed.any()
+    row = soft.frame_rows(soft.num_frames - 1)[0]
+    assert "band_q" not in row
+    g = 1.0 - t.expected[0]  # expected foreground probability
+    q = soft.foreground[-1, 0] / 255.0
+    assert row["calibration"] == pytest.approx(np.abs(q - g)[t.disputed].mean(), abs=1 / 255)
+
+
+@pytest.mark.parametrize("shape, preferred, sides, default", [
+    ((300, 200), 128, (32, 64, 128, 256, 300), 128),
+    ((100, 50), 80, (32, 64, 100), 64),  # the largest side not above the preferred one
+    ((40, 30), 16, (32, 40), 32),  # every side above it: the smallest
+    ((64, 64), 128, (32, 64), 64),
+])
+def test_working_sides_default_to_the_largest_side_not_above_the_preferred(shape, preferred, sides, default):
+    assert opt.working_sides(shape, (32, 64, 128, 256), preferred) == (sides, default)

@@ -124,3 +124,15 @@ def test_slow_losses_join_with_their_toggle_and_the_working_resolution_applies()
     pop = ag.population(case, n=100, seed=0, max_side=64)
     gap = ag.relation_gap(*ag.loss_values(pop, ["dice", "iou"]).values())
     assert f"are up to {gap:.3f} off it" in _says(at, "Every prediction lies")
+
+
+def test_the_undefined_hd95_count_is_the_number_of_empty_predictions():
+    case = disk_case(size=48, radius=2, shift=(0, 1))
+    at = run_page("agreement", case, timeout=300, state={"agr_metric": "HD95", "agr_n": 50, "agr_strength": 2.0})
+    pop = ag.population(case, n=50, seed=0, strength=2.0)
+    empty = int(sum(not np.asarray(m).any() for m in pop.hard()))
+    assert empty > 0
+    assert f"HD95 is undefined for {empty} predictions with an empty mask" in _says(at, "Over 50 perturbed")
+    at.radio(key="agr_metric").set_value("1 - Dice").run()
+    assert_clean(at)
+    assert "HD95 is undefined" not in _says(at, "Over 50 perturbed")

@@ -126,3 +126,31 @@ def test_multiclass_and_empty_cases():
     empty = sc.Case(np.zeros((32, 32), np.int64), np.stack([np.full((32, 32), 0.9), np.full((32, 32), 0.1)]))
     at = _app(empty)
     assert "needs an object" in at.warning[0].value
+
+
+def test_numbers_in_the_text_are_the_cases_own():
+    """The GT proportion, the sweep's percentages and the off-size minima the page prints come from
+    segloss_core, checked here against independent counts."""
+    case = _disk_case()
+    at = _app(case)
+    tau = np.count_nonzero(case.gt) / case.gt.size
+    assert f"target at 1.5 × the GT proportion ({1.5 * tau:.4f})" in _says(at, "region_size")
+    # default sweep: 20 log-spaced fractions in [5e-4, 0.5] of a 256 x 256 image, rasterised disks
+    radii = np.sqrt(np.geomspace(5e-4, 0.5, 20) * 256**2 / np.pi)
+    yy, xx = np.mgrid[:256, :256]
+    percent = [100 * np.count_nonzero((yy - 127.5) ** 2 + (xx - 127.5) ** 2 <= r * r) / 256**2
+               for r in radii[[0, -1]]]
+    assert f"Disks from {percent[0]:.2g} % to {percent[1]:.2g} % of a 256 × 256 image" in _says(at, "Disks from")
+    curve = bias.size_curve(case, list(bias.DEFAULT_LOSSES), n=200)
+    off = {k: r for k, r in curve.argmin.items() if not 0.98 <= r <= 1.02}
+    verdict = _says(at, "grown and shrunk")
+    if off:
+        assert "off it: " + ", ".join(f"{curve.labels[k]} (at {r:.2f})" for k, r in off.items()) + "." in verdict
+    else:
+        assert "Every selected loss is smallest at the true size" in verdict
+
+
+def test_an_all_foreground_view_gets_a_message():
+    full = sc.Case(np.ones((24, 24), np.int64), np.stack([np.full((24, 24), 0.1), np.full((24, 24), 0.9)]))
+    at = _app(full)
+    assert "all foreground" in at.warning[0].value and not at.get("plotly_chart")

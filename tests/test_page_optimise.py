@@ -148,3 +148,21 @@ def test_page_in_the_whole_app(app_test):
     _ok(at)
     assert at.title[-1].value == "What-if training"
     assert "reduced from 256×256" in "\n".join(c.value for c in at.caption)
+
+
+def test_the_frame_table_shows_the_chosen_frames_numbers():
+    case = _disk_case()
+    at = _app(case, steps=20)
+    at.select_slider(key="opt_frame").set_value(10).run()
+    _ok(at)
+    table = at.dataframe[0].value
+    assert list(table.columns) == ["loss", "loss value", "Dice", "|P| / |G|", "band q"]
+    traj = opt.optimise(opt.training_case(case, opt.Settings(steps=20, target="soft_band")),
+                        opt.Settings(steps=20, target="soft_band"))
+    frame = traj.frame_of(10)
+    for i, name in enumerate(traj.names):
+        row = table[table["loss"] == sc.get_loss(name).title].iloc[0]
+        labels = traj.labels[frame, i].astype(np.int64)
+        assert row["Dice"] == pytest.approx(sc.metrics(labels, case.gt)[1]["dice"], abs=1e-6)
+        assert row["|P| / |G|"] == pytest.approx((labels > 0).sum() / (case.gt > 0).sum())
+        assert row["loss value"] == pytest.approx(float(traj.loss[10, i]), rel=1e-6)

@@ -23,16 +23,21 @@ upload3d   a 197 x 233 x 189 ``.nii.gz`` label map + probability map (smooth pha
 evaluate   ``segloss evaluate`` on the 3-D pairs: wall (interpreter start included) and peak RSS
 landscape  ``sc.landscape`` 41 x 41 at 256^2, six default losses, first call in a fresh process,
            float32 and float64 input
-sessions   20 browser sessions arriving over 10 s on a fresh server, each opening every page; one
-           shared case, then each its own case (preset + slider values): p50 / p95 page time and
-           the server's CPU-seconds per page open
+sessions   20 sessions arriving over 10 s on a fresh server, each opening every page; one shared
+           case, then each its own case (preset + slider values). By default the 20 are protocol
+           clients (``ws_client.py``: what the server gives a browser, from the request until the
+           script finished) plus one real Chromium session among them (until settled, drawing
+           included); ``--sessions-browser chromium``: 20 Chromium sessions on this machine. p50 /
+           p95 page time, server and client CPU-seconds per page open; every page must show its
+           own case fingerprint
 =========  =========================================================================================
 
 ``--quick``: start, pages, nudge, controls and landscape. Output: a markdown table (row, budget,
 measured, pass/fail, note); ``--json PATH`` also writes the rows as JSON. Timings on a shared
 machine swing by +-50 %: compare before/after from one run.
 
-Run: ``.venv/bin/python benchmarks/bench_browser.py [--quick] [--only pages,nudge] [--json out.json]``
+Run: ``.venv/bin/python benchmarks/bench_browser.py [--quick] [--only pages,nudge] [--json out.json]
+[--sessions-browser protocol|chromium]``
 (``make bench`` runs it through ``benchmarks/run.py``).
 """
 
@@ -351,7 +356,7 @@ def _cpu_seconds(pid: int) -> float:
 
 
 def _descendants_cpu(root: int, exclude: int) -> float:
-    """CPU seconds of every process below ``root`` except the subtree of ``exclude`` (the browsers)."""
+    """CPU seconds of every process below ``root`` except the subtree of ``exclude`` (the server)."""
     parent: dict[int, int] = {}
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
@@ -360,11 +365,10 @@ def _descendants_cpu(root: int, exclude: int) -> float:
             continue
     total = 0.0
     for pid in parent:
-        p, inside = pid, False
+        p = pid
         while p in parent and p not in (root, exclude, 0, 1):
             p = parent[p]
-        inside = p == root and pid != root
-        if inside:
+        if p == root and pid != root:
             try:
                 total += _cpu_seconds(pid)
             except OSError:
@@ -373,9 +377,44 @@ def _descendants_cpu(root: int, exclude: int) -> float:
 
 
 SERVER_PID = [0]
+#: how the sessions group drives its sessions: "protocol" (websocket clients + one Chromium) or "chromium"
+SESSIONS_BROWSER = ["protocol"]
+FINGERPRINT_RE = re.compile(r"\bcase ([0-9a-f]{8})\b")
 
 
-async def _session(browser, url: str, delay: float, times: list, errors: list, ident: str) -> None:
+def query_fingerprint(query: str) -> str:
+    """The fingerprint the sidebar must show for a preset URL: the first 8 hex digits of the digest of
+    the case that ``query`` describes, built here from ``segloss_core`` alone (the preset, its own
+    default prediction and parameter defaults, then the query's values)."""
+    from urllib.parse import parse_qs
+
+    from segloss_core.data.perturb import PERTURBATIONS
+    from segloss_core.data.presets import DEFAULT_PRESET, PRESETS, make_case
+
+    q = {k: v[-1] for k, v in parse_qs(query.lstrip("?")).items()}
+    name = q.get("preset", DEFAULT_PRESET)
+    preset = PRESETS[name]
+    amounts = {k: float(q.get(k, preset.prediction.get(k, p.default))) for k, p in PERTURBATIONS.items()}
+    params = {k: type(s.default)(q.get(f"{name}_{k}", s.default)) for k, s in preset.params.items()}
+    case = make_case(name, size=int(q.get("size", 256)), prediction=amounts, seed=int(q.get("seed", 0)), **params)
+    return case.digest()[:8]
+
+
+@dataclass
+class Opened:
+    """One page open of one session in the sessions group."""
+
+    session: str
+    page: str
+    seconds: float  # protocol: request until script_finished; Chromium: until settled
+    script_s: float | None = None  # Chromium: until the script run ended (the rest is drawing)
+    fingerprint: str | None = None
+    error: str = ""
+
+
+async def _session(browser, url: str, delay: float, opened: list, errors: list, ident: str) -> None:
+    """One Chromium session: load ``url``, then click every other page in the sidebar; each page
+    open until settled, with its script-done split and the sidebar's case fingerprint."""
     await asyncio.sleep(delay)
     ctx = await browser.new_context(viewport=VIEWPORT)
     await ctx.add_init_script(SETTLE_INIT_JS)
@@ -388,7 +427,8 @@ async def _session(browser, url: str, delay: float, times: list, errors: list, i
         try:
             try:
                 await page.wait_for_function(
-                    "({mark}) => window.__segloss.events.some(e => e.t >= mark && e.s === 'running')",
+                    "({mark}) => window.__segloss.events.some(e => e.t >= mark && e.s === 'running')"
+                    " || window.__segloss.messages.some(t => t >= mark)",
                     arg=args, timeout=10_000, polling=50)
             except PlaywrightTimeoutError:
                 args["needRun"] = False
@@ -398,65 +438,162 @@ async def _session(browser, url: str, delay: float, times: list, errors: list, i
             return float("inf")
         return (await page.evaluate("() => window.__segloss.since") - mark) / 1000
 
+    async def record(label: str, mark: float) -> None:
+        secs = await settle(mark)
+        done = await page.evaluate(
+            "(m) => { const S = window.__segloss; const e = S.events.filter(x => x.t >= m && x.s === 'notRunning');"
+            " const msg = S.messages.filter(x => x >= m);"
+            " return e.length ? e[e.length - 1].t : (msg.length ? msg[msg.length - 1] : null); }", mark)
+        sidebar = await page.locator('[data-testid="stSidebar"]').inner_text()
+        found = FINGERPRINT_RE.findall(sidebar)
+        text = await page.inner_text("body")
+        bad = next((w for w in ("Traceback", "Something went wrong", "Exception") if w in text), "")
+        opened.append(Opened(ident, label, secs, None if done is None else min(secs, max(0.0, (done - mark) / 1000)),
+                             found[0] if len(found) == 1 else None, f"error text '{bad}' on {label}" if bad else ""))
+
     try:
         await page.goto(url, timeout=PAGE_TIMEOUT_S * 2000)
-        times.append(await settle(0.0))
+        await record(PAGES[0], 0.0)
         for label in PAGES[1:]:
             mark = await page.evaluate("() => { window.__segloss.since = null; return performance.now(); }")
             await page.locator('[data-testid="stSidebarNavLink"]').filter(has_text=label).first.click()
-            times.append(await settle(mark))
-        text = await page.inner_text("body")
-        if any(w in text for w in ("Traceback", "Something went wrong", "Exception")):
-            errors.append(f"{ident}: error text on a page")
+            await record(label, mark)
     except Exception as err:  # noqa: BLE001 - reported as a row note
         errors.append(f"{ident}: {type(err).__name__}: {str(err).splitlines()[0][:80]}")
     finally:
         await ctx.close()
 
 
-async def _sessions(url: str, queries: list[str], spread_s: float):
+async def _protocol_session(url: str, query: str, delay: float, opened: list, errors: list, ident: str) -> None:
+    """One protocol session (``ws_client``): the first load of ``url + query``, then every other page
+    as a sidebar click would open it; each page open from the request until script_finished."""
+    from ws_client import StreamlitClient
+
+    await asyncio.sleep(delay)
+    try:
+        async with StreamlitClient(url, timeout_s=PAGE_TIMEOUT_S * 2) as client:
+            runs = [await client.open(query=query)]
+            home = client.current_hash
+            for target in client.pages:
+                if target.script_hash != home:
+                    runs.append(await client.open(target))
+    except Exception as err:  # noqa: BLE001 - reported as a row note
+        errors.append(f"{ident}: {type(err).__name__}: {str(err).splitlines()[0][:80] if str(err) else ''}")
+        return
+    for run in runs:
+        problem = "; ".join(run.errors) or ("" if run.status == "FINISHED_SUCCESSFULLY" else run.status)
+        opened.append(Opened(ident, run.page, run.seconds, run.seconds,
+                             run.fingerprints[0] if len(run.fingerprints) == 1 else None,
+                             f"{run.page}: {problem}"[:120] if problem else ""))
+
+
+async def _sessions(url: str, queries: list[str], spread_s: float, mode: str, chromium_query: str):
+    """Run the sessions; returns (protocol opens, Chromium opens, errors, this process's CPU-s,
+    the browsers' CPU-s)."""
     from playwright.async_api import async_playwright
 
-    times: list[float] = []
+    proto: list[Opened] = []
+    chrome: list[Opened] = []
     errors: list[str] = []
+    n = len(queries)
+    delays = [spread_s * i / max(1, n - 1) for i in range(n)]
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS)
-        n = len(queries)
-        before = _descendants_cpu(os.getpid(), SERVER_PID[0])
-        await asyncio.gather(*(_session(browser, f"{url}/{q}", spread_s * i / max(1, n - 1), times, errors, f"#{i}")
-                               for i, q in enumerate(queries)))
+        before, own0 = _descendants_cpu(os.getpid(), SERVER_PID[0]), time.process_time()
+        if mode == "chromium":
+            jobs = [_session(browser, f"{url}/{q}", d, chrome, errors, f"#{i}")
+                    for i, (q, d) in enumerate(zip(queries, delays, strict=True))]
+        else:
+            jobs = [_protocol_session(url, q, d, proto, errors, f"#{i}")
+                    for i, (q, d) in enumerate(zip(queries, delays, strict=True))]
+            jobs.append(_session(browser, f"{url}/{chromium_query}", spread_s / 2, chrome, errors, "chromium"))
+        await asyncio.gather(*jobs)
         client = _descendants_cpu(os.getpid(), SERVER_PID[0]) - before
+        own = time.process_time() - own0
         await browser.close()
-    return times, errors, client
+    return proto, chrome, errors, own, client
 
 
-def sessions_rows(n: int = 20, spread_s: float = 10.0) -> None:
+def _quantile(values: list[float], q: float) -> float | None:
+    done = sorted(v for v in values if v != float("inf"))
+    return done[min(len(done) - 1, int(round(q * (len(done) - 1))))] if done else None
+
+
+def _check_fingerprints(opens: list[Opened], expected: dict[str, str], label: str) -> tuple[list[str], str]:
+    """Every page open showed exactly one fingerprint, its own query's; returns (problems, summary)."""
+    problems = []
+    for o in opens:
+        if o.fingerprint is None:
+            problems.append(f"{o.session} {o.page}: no single case fingerprint")
+        elif o.fingerprint != expected[o.session]:
+            problems.append(f"{o.session} {o.page}: case {o.fingerprint}, expected {expected[o.session]}")
+    seen = {o.fingerprint for o in opens if o.fingerprint}
+    want = set(expected[s] for s in {o.session for o in opens})
+    return problems, f"{len(seen)} distinct case fingerprint(s), {len(want)} expected" + (
+        "" if problems else ", every page matched its query")
+
+
+def _per_page(opens: list[Opened]) -> str:
+    pages = list(dict.fromkeys(o.page for o in opens))
+    parts = []
+    for page in pages:
+        secs = [o.seconds for o in opens if o.page == page]
+        parts.append(f"{page} {statistics.median(secs):.2f}/{_quantile(secs, 0.95):.2f}")
+    return "p50/p95 per page (s): " + ", ".join(parts)
+
+
+def sessions_rows(n: int = 20, spread_s: float = 10.0, mode: str | None = None) -> None:
+    """``n`` sessions arriving over ``spread_s`` on a fresh server, each opening every page; one shared
+    case, then each its own case. ``mode`` "protocol" (default): ``n`` websocket clients
+    (``ws_client``) plus one Chromium session arriving mid-way; "chromium": ``n`` Chromium sessions."""
     from segloss_core.data.presets import PRESETS
 
+    mode = mode or SESSIONS_BROWSER[0]
     names = list(PRESETS)
-    variants = {
-        "shared case": ["" for _ in range(n)],
-        "each its own case": [f"?preset={names[i % len(names)]}&shift_x={1 + i * 0.5:g}" for i in range(n)],
-    }
+    own = [f"?preset={names[i % len(names)]}&shift_x={1 + i * 0.5:g}" for i in range(n + 1)]
+    variants = {"shared case": [""] * (n + 1), "each its own case": own}
     for label, queries in variants.items():
+        expected = {f"#{i}": query_fingerprint(q) for i, q in enumerate(queries[:n])}
+        expected["chromium"] = query_fingerprint(queries[n])
         server = start_server()
         SERVER_PID[0] = server.proc.pid
         try:
-            cpu0, t0 = _cpu_seconds(server.proc.pid), time.perf_counter()
-            times, errors, client = asyncio.run(_sessions(server.url, queries, spread_s))
+            cpu0, t0, load0 = _cpu_seconds(server.proc.pid), time.perf_counter(), os.getloadavg()[0]
+            proto, chrome, errors, own_cpu, browser_cpu = asyncio.run(
+                _sessions(server.url, queries[:n], spread_s, mode, queries[n]))
             wall, cpu = time.perf_counter() - t0, _cpu_seconds(server.proc.pid) - cpu0
+            load1 = os.getloadavg()[0]
         finally:
             stop_server(server)
-        done = sorted(t for t in times if t != float("inf"))
-        opens = len(times)
-        p50 = statistics.median(done) if done else None
-        p95 = done[min(len(done) - 1, int(round(0.95 * (len(done) - 1))))] if done else None
+        errors += [o.error for o in proto + chrome if o.error]
+        bad_fp, fp_note = _check_fingerprints(proto + chrome, expected, label)
+        errors += bad_fp
+        opens = len(proto) + len(chrome)
+        main, name = (proto, "protocol clients") if mode == "protocol" else (chrome, "Chromium sessions")
         note = (f"{opens} page opens, {len(errors)} errors" + (f" ({errors[0]})" if errors else "")
-                + f"; all done after {wall:.0f} s; server {cpu / max(1, opens):.2f} CPU-s per page open, "
-                f"browsers {client / max(1, opens):.2f} CPU-s per page open")
-        report("sessions", f"{n} sessions, {label}: page p50", None, p50, note=note)
-        report("sessions", f"{n} sessions, {label}: page p95", 5.0 if label == "shared case" else 15.0,
-               p95 if not errors else None, note=note)
+                + f"; {fp_note}; all done after {wall:.0f} s; server {cpu / max(1, opens):.2f} CPU-s per page open"
+                + (f"; protocol clients {own_cpu / max(1, len(proto)):.3f} CPU-s per page open"
+                   f" (this process), Chromium {browser_cpu / max(1, len(chrome)):.2f} CPU-s per page open"
+                   if mode == "protocol" else f"; browsers {browser_cpu / max(1, opens):.2f} CPU-s per page open")
+                + f"; load average {load0:.1f} -> {load1:.1f}")
+        budget = 5.0 if label == "shared case" else 15.0
+        secs = [o.seconds for o in main]
+        report("sessions", f"{n} sessions, {label}: page p50 ({name})", None, _quantile(secs, 0.5), note=note)
+        report("sessions", f"{n} sessions, {label}: page p95 ({name})", budget,
+               _quantile(secs, 0.95) if not errors else None, note=note)
+        print(f"    {name}: {_per_page(main)}", flush=True)
+        if mode == "protocol":
+            csecs = [o.seconds for o in chrome]
+            split = [o.script_s for o in chrome if o.script_s is not None]
+            cnote = (f"one real browser among the {n} clients, arriving after {spread_s / 2:g} s; {len(chrome)} page "
+                     "opens until settled (drawing included)"
+                     + (f"; script done p50 / p95 {_quantile(split, 0.5):.2f} / {_quantile(split, 0.95):.2f} s"
+                        if split else ""))
+            report("sessions", f"{n} sessions, {label}: Chromium session page p50", None, _quantile(csecs, 0.5),
+                   note=cnote)
+            report("sessions", f"{n} sessions, {label}: Chromium session page p95", budget,
+                   _quantile(csecs, 0.95) if not errors else None, note=cnote)
+            print(f"    Chromium: {_per_page(chrome)}", flush=True)
 
 
 # ----------------------------------------------------------------------------- main
@@ -477,6 +614,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", default="", help=f"comma-separated groups of {', '.join(GROUPS)}")
     ap.add_argument("--json", metavar="PATH", help="also write the rows as JSON")
     ap.add_argument("--sessions", type=int, default=20, help="concurrent sessions in the sessions group")
+    ap.add_argument("--sessions-browser", choices=("protocol", "chromium"), default="protocol",
+                    help="sessions group: websocket protocol clients plus one Chromium session (default), "
+                         "or every session in Chromium on this machine (the browsers then share the server's cores)")
     ap.add_argument("--no-warm", action="store_true",
                     help="serve without the warm-up of ui.warm (SEGLOSS_NO_WARM=1), to compare")
     args = ap.parse_args(argv)
@@ -522,7 +662,7 @@ def main(argv=None) -> int:
     if "landscape" in groups:
         landscape_rows()
     if "sessions" in groups:
-        sessions_rows(args.sessions)
+        sessions_rows(args.sessions, mode=args.sessions_browser)
     print()
     print(markdown_table(ROWS))
     failed = [r for r in ROWS if r.verdict in ("FAIL", "error")]

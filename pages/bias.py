@@ -141,12 +141,9 @@ def band_panel():
         left.plotly_chart(pb.band_curves_figure(optima), width="stretch", key=KEY + "band_fig")
         right.plotly_chart(pb.band_sweep_figure(sweep), width="stretch", key=KEY + "band_sweep_fig")
         band = next(iter(optima.values())).band
-        rows = [{"loss": k, "q* (brute force, real loss)": o.q_star} for k, o in optima.items()]
-        closed = {"CE": bias.q_star_closed_form("ce", F, U, band.pi),
-                  "Dice, linear": bias.q_star_closed_form("dice_linear", F, U, band.pi),
-                  "Dice, squared": bias.q_star_closed_form("dice_squared", F, U, band.pi)}
-        for row, value in zip(rows, closed.values(), strict=False):
-            row["closed form"] = value
+        closed = bias.band_closed_forms(F, U, band.pi)
+        rows = [{"loss": k, "q* (brute force, real loss)": o.q_star} | ({"closed form": closed[k]} if k in closed else {})
+                for k, o in optima.items()]
         st.dataframe(rows, hide_index=True, width="stretch",
                      column_config={c: st.column_config.NumberColumn(format="%.4f")
                                     for c in ("q* (brute force, real loss)", "closed form")})

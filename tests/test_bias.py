@@ -484,3 +484,13 @@ def test_region_size_control_target_size_ratio_is_relative_to_the_gt(blob):
         bias.region_size_control(blob, target_proportion=0.1, target_size_ratio=1.5, band=None)
     with pytest.raises(ValueError, match="target proportion"):
         bias.region_size_control(blob, target_size_ratio=1.0 / tau, band=None)
+
+
+@pytest.mark.parametrize("F, U, pi", [(300, 400, 0.2), (300, 400, 0.7)])
+def test_band_closed_forms_are_named_like_the_band_losses_and_match_brute_force(F, U, pi):
+    closed = bias.band_closed_forms(F, U, pi)
+    assert set(closed) < set(bias.BAND_LOSSES) and len(closed) == 3
+    for label, q in closed.items():
+        name, params = bias.BAND_LOSSES[label]
+        assert q == pytest.approx(bias.band_optimum(F, U, pi, name, params).q_star, abs=1e-4), label
+    assert closed["CE"] == pi

@@ -729,6 +729,17 @@ def q_star_closed_form(kind: str, F: float, U: float, pi: float, *, temperature:
     raise ValueError(f"unknown closed form {kind!r}")
 
 
+#: The :data:`BAND_LOSSES` that have a closed-form band optimum, and its :func:`q_star_closed_form` kind.
+CLOSED_FORM_KINDS = {"CE": "ce", "Dice, linear denominator (fg only, no smoothing)": "dice_linear",
+                     "Dice, squared denominator (fg only, no smoothing)": "dice_squared"}
+
+
+def band_closed_forms(F: float, U: float, pi: float) -> dict[str, float]:
+    """``{label: q*}`` in closed form (B1-B3) for the :data:`BAND_LOSSES` that have one, under the
+    same labels, so that a table of brute-force optima can be matched to them by name."""
+    return {label: q_star_closed_form(kind, F, U, pi) for label, kind in CLOSED_FORM_KINDS.items()}
+
+
 def penalty_zero_q(band: Band, target_proportion: float, temperature: float = 1.0) -> float:
     r"""Band confidence at which the region-size penalty vanishes for a target proportion ``rho``:
     :math:`F + U\sigma(T\,\mathrm{logit}\,q) = \rho N`, i.e.
@@ -1151,7 +1162,9 @@ __all__ = [
     "RegionSizeControl",
     "SizeCurve",
     "SizeSweep",
+    "CLOSED_FORM_KINDS",
     "band_closed_form",
+    "band_closed_forms",
     "band_optimum",
     "band_region_size",
     "band_sweep",

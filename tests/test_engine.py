@@ -195,3 +195,17 @@ def test_long_float32_dot_is_accurate_on_one_thread():
         assert float(dot(x.float(), y.float())) == pytest.approx(ref, rel=2e-7)
     finally:
         torch.set_num_threads(threads)
+
+
+def test_a_bound_loss_carries_its_parameters_and_spacing():
+    probs, target = _case(2, 2, (12, 13))
+    bound = sc.get_loss("tversky").bind({"alpha": 0.7})
+    assert bound.params == {**sc.get_loss("tversky").defaults, "alpha": 0.7} and bound.spacing is None
+    torch.testing.assert_close(bound(probs, target), sc.compute("tversky", probs, target, alpha=0.7))
+    boundary = sc.get_loss("boundary").bind(spacing=(2.0, 0.5))
+    assert boundary.kwargs["spacing"] == (2.0, 0.5)
+    torch.testing.assert_close(boundary(probs, target, "none"),
+                               sc.compute("boundary", probs, target, "none", spacing=(2.0, 0.5)))
+    assert "spacing" not in sc.get_loss("dice").bind(spacing=(2.0, 0.5)).kwargs  # dice uses none
+    with pytest.raises(ValueError, match="alpha"):
+        sc.get_loss("tversky").bind({"alpha": -1.0})

@@ -46,6 +46,7 @@ import torch
 
 from ._tensors import EPS, call_memo, check_pair, reduce_samples, safe_log, tensor_memo, trusted
 from .registry import LossSpec, get_loss, list_losses
+from .spec import BoundLoss
 from .stats import SoftConfusion, soft_confusion
 
 Value = torch.Tensor | str
@@ -221,11 +222,11 @@ class Plan:
         self.names = list(names)
         self.spacing, self.on_error = spacing, on_error
         self.specs = {name: get_loss(name) for name in self.names}
-        self.resolved: dict[str, dict[str, Any]] = {}
+        self.bound: dict[str, BoundLoss] = {}
         self.unavailable: dict[str, str] = {}
         for name, spec in self.specs.items():
             try:
-                self.resolved[name] = spec.resolve_params(params.get(name))
+                self.bound[name] = spec.bind(params.get(name), spacing=spacing)
             except ValueError as err:
                 self._fail(name, err)
         if num_classes is not None:
@@ -250,16 +251,18 @@ class Plan:
                 self._fail(name, reason)
 
     @property
+    def resolved(self) -> dict[str, dict[str, Any]]:
+        """``{name: parameters in force}`` of the losses whose parameters are valid."""
+        return {name: bound.params for name, bound in self.bound.items()}
+
+    @property
     def available(self) -> list[str]:
         """The requested loss names not (yet) marked unavailable, in request order."""
         return [n for n in self.names if n not in self.unavailable]
 
     def kwargs(self, name: str) -> dict[str, Any]:
         """The bound keyword arguments of ``name``'s function (parameters, plus spacing if used)."""
-        kw = dict(self.resolved[name])
-        if self.specs[name].uses_spacing:
-            kw["spacing"] = self.spacing
-        return kw
+        return self.bound[name].kwargs
 
     def call(self, name: str, probs: torch.Tensor, target: torch.Tensor, reduction: str = "none") -> torch.Tensor:
         """``name``'s own function with its bound arguments, differentiable (nothing shared, the
@@ -270,8 +273,7 @@ class Plan:
         if reason is not None:
             raise ValueError(reason.removeprefix("n/a: "))
         with trusted():  # tensors built valid by the training loop
-            return self.specs[name].fn(probs, _batch_target(target, probs.shape[0]), reduction=reduction,
-                                       **self.kwargs(name))
+            return self.bound[name](probs, _batch_target(target, probs.shape[0]), reduction=reduction)
 
     def pixel_form(self, name: str) -> bool:
         """Whether ``name`` is a pixel mean (``LossSpec.pixel_mean``): crop-separable."""
@@ -293,7 +295,7 @@ class Plan:
                 if name in self.unavailable:
                     out[name] = self.unavailable[name]
                     continue
-                spec, kw = self.specs[name], dict(self.resolved[name])
+                spec, kw = self.specs[name], self.bound[name].kwargs
                 try:
                     if spec.from_stats is not None:
                         value = self._from_stats(spec, kw, probs, target, reduction, confs, extend)
@@ -319,8 +321,6 @@ class Plan:
 
     def _direct(self, name, kw, probs, target, reduction, pixels, extend) -> torch.Tensor:
         spec = self.specs[name]
-        if spec.uses_spacing:
-            kw["spacing"] = self.spacing
         if extend is not None and spec.pixel_mean is not None:  # the crop's share, then the rest added
             return reduce_samples(extend.pixel(name, self._per_sample(name, kw, probs, target, pixels)), reduction)
         if reduction == "none":
@@ -416,7 +416,7 @@ def _with_grads(plan: Plan, probs: torch.Tensor, target: torch.Tensor, reduction
             continue
         try:
             with trusted():
-                value = plan.specs[name].fn(x, target, reduction=reduction, **plan.kwargs(name))
+                value = plan.bound[name](x, target, reduction)
             total = value.sum() if reduction == "none" else value
             (g,) = torch.autograd.grad(total, leaf, retain_graph=True, allow_unused=True)
         except ValueError as err:
@@ -473,13 +473,11 @@ def _check_reduction(reduction: str) -> None:
 
 
 def _call(spec: LossSpec, probs, target, reduction, params, spacing):
-    kw = spec.resolve_params(params)
+    bound = spec.bind(params, spacing=spacing)
     reason = target_reason(spec, target)
     if reason is not None:
         raise ValueError(reason)
-    if spec.uses_spacing:
-        kw["spacing"] = spacing
-    return spec.fn(probs, target, reduction=reduction, **kw)
+    return bound(probs, target, reduction)
 
 
 def compute(name: str, probs, target, reduction: str = "mean", *, spacing=None, **params) -> torch.Tensor:

@@ -198,6 +198,38 @@ class LossSpec:
         """Defaults updated with ``params``; unknown names and bad values raise ``ValueError``."""
         return resolve_params(self.params, params, f"loss {self.name!r}")
 
+    def bind(self, params: dict[str, Any] | None = None, *, spacing=None) -> BoundLoss:
+        """This loss with its parameters resolved (bad ones raise ``ValueError``) and, if it uses
+        one, the voxel spacing: everything a caller needs to evaluate it.
+
+        >>> from segloss_core import get_loss
+        >>> get_loss("tversky").bind({"alpha": 0.7}).params["alpha"]
+        0.7
+        """
+        return BoundLoss(self, self.resolve_params(params), spacing if self.uses_spacing else None)
+
+
+@dataclass(frozen=True)
+class BoundLoss:
+    """A :class:`LossSpec` with its parameters resolved and its spacing bound (:meth:`LossSpec.bind`).
+
+    ``kwargs``: the keyword arguments of ``spec.fn`` beyond ``reduction``. Calling it evaluates the
+    loss: ``bound(probs, target, reduction="mean")`` (validated like the loss's own function)."""
+
+    spec: LossSpec
+    params: dict[str, Any]
+    spacing: Any = None
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        kw = dict(self.params)
+        if self.spec.uses_spacing:
+            kw["spacing"] = self.spacing
+        return kw
+
+    def __call__(self, probs, target, reduction: str = "mean") -> torch.Tensor:
+        return self.spec.fn(probs, target, reduction=reduction, **self.kwargs)
+
 
 def resolve_params(specs: dict[str, ParamSpec], params: dict[str, Any] | None, owner: str) -> dict[str, Any]:
     """Defaults of ``specs`` updated with ``params`` (each validated by its ``ParamSpec``); an unknown

@@ -392,9 +392,7 @@ def set_volume_case(volume: Case) -> None:
     axis = st.radio("Slice axis", (0, 1, 2), index=0, key="slice_axis", horizontal=True,
                     format_func=lambda a: f"axis {a}")
     n = volume.gt.shape[axis]
-    sums = (volume.gt > 0).sum(axis=tuple(i for i in range(3) if i != axis))
-    default = int(np.argmax(sums)) if sums.any() else n // 2
-    index = st.slider("Slice", 0, n - 1, min(default, n - 1), key="slice_index")
+    index = st.slider("Slice", 0, n - 1, volume.busiest_slice(int(axis)), key="slice_index")
     set_case(volume.slice(int(index), axis=int(axis)), volume=volume,
              source={"kind": "npz", "path": "uploaded_case.npz"})
 

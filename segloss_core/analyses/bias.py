@@ -36,7 +36,7 @@ from ..core import distance
 from ..core._tensors import EPS, check_pair, safe_log, spatial_dims
 from ..core.engine import CHUNK_ELEMENTS, evaluate, evaluate_batches
 from ..core.registry import get_loss, list_losses
-from ..data.case import Case
+from ..data.case import Case, busiest_slice
 
 #: The six losses the bias curves show by default.
 DEFAULT_LOSSES = ("ce", "dice", "iou", "tversky", "focal", "boundary")
@@ -65,7 +65,7 @@ def binary_view(
         foreground_class: ``None`` merges every class ``> 0`` into the foreground; ``k`` keeps
             class ``k`` only (its prediction channel is then the foreground probability).
         slice_index: for 3-D input, the index along axis 0; ``None`` picks the slice with the most
-            foreground.
+            foreground (:func:`segloss_core.data.case.busiest_slice`).
 
     Returns:
         ``(mask, foreground_probability)``: a boolean ``(H, W)`` mask and, for a case, its
@@ -90,7 +90,7 @@ def binary_view(
         fg = None if probs is None else probs[k]
     if mask.ndim == 3:
         if slice_index is None:
-            slice_index = int(np.argmax(mask.reshape(mask.shape[0], -1).sum(1)))
+            slice_index = busiest_slice(mask)
         if not 0 <= slice_index < mask.shape[0]:
             raise ValueError(f"slice_index {slice_index} outside 0..{mask.shape[0] - 1}")
         mask = mask[slice_index]

@@ -98,6 +98,10 @@ class Case:
         target = one_hot(torch.from_numpy(self.gt).unsqueeze(0), self.num_classes, dtype=dtype).to(dev)
         return probs, target
 
+    def busiest_slice(self, axis: int = 0) -> int:
+        """Index along ``axis`` of the 3-D case's slice with the most foreground (:func:`busiest_slice`)."""
+        return busiest_slice(self.gt > 0, axis)
+
     def slice(self, index: int, axis: int = 0) -> Case:
         """One 2-D slice of a 3-D case (the spacing of the remaining axes is kept)."""
         if self.ndim != 3:
@@ -109,3 +113,15 @@ class Case:
 
     def with_probs(self, probs: np.ndarray, name: str | None = None) -> Case:
         return Case(self.gt, probs, self.spacing, name or self.name, self.class_names, dict(self.meta))
+
+
+def busiest_slice(mask: np.ndarray, axis: int = 0) -> int:
+    """Index along ``axis`` of the slice of a 3-D boolean ``mask`` with the most ``True`` voxels
+    (the first of equals), or the middle slice when the mask is empty: the slice a 3-D case opens on.
+
+    >>> m = np.zeros((4, 3, 3), bool); m[2, :2] = True
+    >>> busiest_slice(m), busiest_slice(np.zeros((5, 2, 2), bool))
+    (2, 2)
+    """
+    counts = np.count_nonzero(mask, axis=tuple(i for i in range(mask.ndim) if i != axis))
+    return int(np.argmax(counts)) if counts.any() else mask.shape[axis] // 2

@@ -7,7 +7,7 @@ from segloss_core.analyses import claims
 from segloss_core.analyses import playground as pg
 from segloss_core.core.conventions import conventions_in_force
 from segloss_core.core.metrics import METRIC_DEFINITIONS
-from segloss_core.plots.masks import case_figure
+from segloss_core.plots.masks import case_figure, profile_figure
 from segloss_core.plots.table import delta_bar_figure
 from ui import cache
 from ui.params import editor
@@ -28,8 +28,8 @@ def _unit(case) -> str:
 
 def images_panel(case) -> None:
     imgs = cache.case_images(case)
-    # Plain images by default: the interactive figure loads the plotting library in the browser,
-    # which costs about a second on a first visit and more on every redraw.
+    # Plain images by default: three interactive image panels cost more to redraw on every
+    # slider move than three PNGs.
     zoom = st.toggle("Linked zoom", key=ZOOM_KEY,
                      help="interactive panels: zoom or pan one and the others follow (slower to redraw)")
     if zoom:
@@ -46,6 +46,17 @@ def images_panel(case) -> None:
                + (". Zoom one panel to zoom all." if zoom else "."))
     c2.download_button("Masks (PNG)", lambda: pg.masks_png(case), file_name=f"{case.name}_masks.png".replace(" ", "_"),
                        mime="image/png", key="dl_png", width="stretch")
+    profile_panel(case)
+
+
+def profile_panel(case) -> None:
+    """The prediction along one line. Also the Playground's only figure by default, so the browser loads
+    the plotting library during the first visit rather than on the next page that draws figures."""
+    prof = pg.probability_profile(case)
+    st.plotly_chart(profile_figure(prof, case.class_names, binary=case.is_binary), key="pg_profile",
+                    config={"displaylogo": False}, width="stretch")
+    st.caption(f"The prediction along row y = {prof.position}, through the centre of the ground truth (shaded): "
+               "the sidebar's shift x moves it along this line, boundary softness and confidence change its slopes.")
 
 
 def metrics_panel(case) -> None:

@@ -493,7 +493,8 @@ def test_case_images_plain_by_default_and_linked_zoom_on_request(app_test):
     at = _start(app_test)
     ref = make_case("disk")
     imgs = pg.case_images(ref)
-    assert len(at.get("image")) == 3 and not at.get("plotly_chart")  # no plotting library on a first visit
+    assert len(at.get("image")) == 3  # the case as plain images; the only figure is the small profile
+    assert [c.key for c in at.get("plotly_chart")] == ["pg_profile"]
     legend = next(m.value for m in at.markdown if "overlay:" in m.value)
     assert all(c in legend for c in (pg.OVERLAY_COLOURS[pg.TP], pg.OVERLAY_COLOURS[pg.FP], pg.OVERLAY_COLOURS[pg.FN]))
     at.toggle(key="pg_linked_zoom").set_value(True).run()
@@ -507,6 +508,69 @@ def test_case_images_plain_by_default_and_linked_zoom_on_request(app_test):
     assert "wrong class" in pg.legend_html(["bg", "a", "b"], binary=False)
     assert "wrong class" not in pg.legend_html(["bg", "<a>"], binary=True) and "&lt;a&gt;" in pg.legend_html(
         ["bg", "<a>"], binary=True)
+
+
+def _figure(at, key: str) -> dict:
+    charts = [c for c in at.get("plotly_chart") if c.key == key]
+    assert len(charts) == 1, key
+    return json.loads(charts[0].proto.spec)
+
+
+def _trace_array(v) -> np.ndarray:
+    """A trace's array as plotly serialises it: a list, or {"dtype", "bdata"} (base64 typed array)."""
+    if isinstance(v, dict):
+        return np.frombuffer(base64.b64decode(v["bdata"]), np.dtype(v["dtype"]))
+    return np.asarray(v, np.float64)
+
+
+def test_prediction_profile_through_the_object_moves_with_shift_x(app_test):
+    at = _start(app_test)
+    case = _case(at)
+    row = int(round(np.nonzero(case.gt)[0].mean()))  # the row through the object's centre
+    (trace,) = _figure(at, "pg_profile")["data"]
+    np.testing.assert_array_equal(_trace_array(trace["x"]), np.arange(case.gt.shape[1]))
+    before = _trace_array(trace["y"])
+    np.testing.assert_array_equal(before, case.probs[1][row])
+    assert any(f"row y = {row}" in c.value for c in at.caption)
+    shift = at.slider(key="shift_x").value  # the preset's own shift
+    at.slider(key="shift_x").set_value(shift + 6.0).run()
+    _ok(at)
+    (trace,) = _figure(at, "pg_profile")["data"]
+    after = _trace_array(trace["y"])
+    np.testing.assert_array_equal(after, _case(at).probs[1][row])
+    # 6 px more shift moves the whole line 6 px to the right (away from the replicated borders)
+    np.testing.assert_allclose(after[6 + 20:-20], before[20:-26], atol=1e-6)
+    assert not np.allclose(after, before)
+
+
+def test_probability_profile_and_its_figure_by_hand():
+    from segloss_core.plots.masks import profile_figure
+
+    gt = np.zeros((5, 7), np.int64)
+    gt[1:4, 2:4] = 1
+    gt[2, 4] = 2  # foreground rows 1,1,2,2,2,3,3: centre row 2; row 2 reads 0 0 1 1 2 0 0
+    rng = np.random.default_rng(0)
+    probs = rng.dirichlet(np.ones(3), size=gt.shape).transpose(2, 0, 1).astype(np.float32)
+    case = sc.Case(gt, probs, class_names=("background", "a", "b"))
+    prof = pg.probability_profile(case)
+    assert (prof.axis, prof.position) == (0, 2) and list(prof.values) == ["a", "b"]
+    np.testing.assert_array_equal(prof.values["b"], probs[2, 2])
+    np.testing.assert_array_equal(prof.coords, np.arange(7))
+    column = pg.probability_profile(case, axis=1)  # foreground columns 2,2,2,3,3,3,4: centre 19/7 -> 3
+    assert column.position == 3 and column.values["a"].shape == (5,)
+    fig = profile_figure(prof, case.class_names, binary=False).to_dict()
+    assert [t["name"] for t in fig["data"]] == ["p(a)", "p(b)"]
+    rects = [(s["x0"], s["x1"], s["fillcolor"]) for s in fig["layout"]["shapes"] if s["type"] == "rect"]
+    palette = pg.class_palette(3)
+    assert rects == [(1.5, 3.5, palette[1]), (3.5, 4.5, palette[2])]  # each class's run, in its colour
+    assert not [s for s in fig["layout"]["shapes"] if s["type"] == "line"]  # the 0.5 line: binary only
+    soft = rng.dirichlet(np.ones(2), size=(6, 4)).transpose(2, 0, 1).astype(np.float32)
+    empty = pg.probability_profile(sc.Case(np.zeros((6, 4), np.int64), soft))
+    assert empty.position == 3  # no object: the middle row
+    binary = profile_figure(empty, ("background", "foreground"), binary=True).to_dict()
+    assert [s["y0"] for s in binary["layout"]["shapes"] if s["type"] == "line"] == [0.5]
+    with pytest.raises(ValueError, match="2-D"):
+        pg.probability_profile(sc.Case(np.zeros((2, 3, 3), np.int64), np.full((2, 2, 3, 3), 0.5, np.float32)))
 
 
 def test_strokes_paint_and_erase_with_the_later_stroke_winning():

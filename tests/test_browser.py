@@ -140,11 +140,15 @@ def test_slider_updates_the_loss_table_and_pinned_deltas(page, server, shots):
     assert set(after) == set(before)
     assert float(after["dice"]) > float(before["dice"]), "moving the prediction further off raises the Dice loss"
     assert page.locator('[data-testid="stImage"]').count() >= 3, "ground truth, prediction and error images"
-    charts = page.locator('[data-testid="stPlotlyChart"]')
-    assert charts.count() == 1, "the pinned-delta bar chart (the case shows as images until 'Linked zoom')"
-    charts.nth(0).scroll_into_view_if_needed()
+    # the case shows as images until 'Linked zoom'; the figures are the profile and the pinned deltas
+    assert page.locator('[data-testid="stPlotlyChart"]').count() == 2
+    profile = page.locator('.st-key-pg_profile [data-testid="stPlotlyChart"]')
+    expect(profile.locator(".main-svg").first).to_be_attached()
+    assert profile.locator(".scatterlayer .trace").count() == 1, "one line: p(foreground)"
+    deltas = page.locator('.st-key-delta_figure [data-testid="stPlotlyChart"]')
+    deltas.scroll_into_view_if_needed()
     page.wait_for_timeout(500)
-    charts.nth(0).screenshot(path=str(shots / "pin_deltas.png"))
+    deltas.screenshot(path=str(shots / "pin_deltas.png"))
 
 
 def test_draw_a_stroke_on_the_canvas(page, server, shots):

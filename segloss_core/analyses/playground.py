@@ -18,6 +18,7 @@ from ..core._tensors import EPS, one_hot
 from ..core.engine import compute_all
 from ..core.registry import get_loss, list_losses
 from ..data.case import Case
+from .gradients import Profile, profile
 
 #: Overlay codes: true negative, true positive, false positive, false negative, wrong class
 #: (a foreground pixel given another foreground class: FN for one class and FP for the other).
@@ -239,6 +240,19 @@ def panel_titles(binary: bool) -> tuple[str, str, str]:
             else "prediction (arg-max, faded by confidence)", "overlay: TP / FP / FN")
 
 
+def probability_profile(case: Case, axis: int = 0) -> Profile:
+    """The soft prediction along the line through the ground truth's centre: the row (``axis=0``,
+    values along x) or the column (``axis=1``) through the foreground's centre of mass, the middle
+    line when the ground truth is empty. One curve per foreground class, its probability ``p_c``,
+    named by the class; the ground-truth labels of that line come along to shade the object."""
+    if case.ndim != 2:
+        raise ValueError("probability_profile needs a 2-D case; pick a slice first")
+    fg = np.argwhere(case.gt > 0)
+    position = int(round(float(fg[:, axis].mean()))) if fg.size else case.gt.shape[axis] // 2
+    maps = {case.class_names[k]: case.probs[k] for k in range(1, case.num_classes)}
+    return profile(maps, axis, position, case.gt)
+
+
 def upscale_nearest(rgb: np.ndarray, min_size: int = 512) -> np.ndarray:
     """``rgb`` repeated by the smallest integer factor that makes its short side at least
     ``min_size`` (nearest neighbour: label edges stay sharp when the browser scales the image)."""
@@ -454,6 +468,7 @@ __all__ = [
     "confusion_counts",
     "dice_latex",
     "label_rgb",
+    "probability_profile",
     "legend_html",
     "loss_rows",
     "loss_values",

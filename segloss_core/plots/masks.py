@@ -1,5 +1,6 @@
 """Figures of a case: ground truth, prediction and the TP/FP/FN overlay, side by side with linked
-zoom. Pure functions returning plotly figures; the colours come from :mod:`segloss_core.analyses.playground`.
+zoom, and the soft prediction along one line. Pure functions returning plotly figures; the colours
+come from :mod:`segloss_core.analyses.playground`.
 
 The figure is assembled from plain dicts (no ``make_subplots``) and built with plotly's
 validation off: it is rebuilt on every slider move, and validation cost more than the losses.
@@ -13,6 +14,7 @@ import io
 import numpy as np
 import plotly.graph_objects as go
 
+from ..analyses.gradients import Profile
 from ..analyses.playground import OVERLAY_COLOURS, OVERLAY_NAMES, class_palette
 
 
@@ -72,4 +74,49 @@ def case_figure(gt_rgb: np.ndarray, pred_rgb: np.ndarray, overlay_rgb: np.ndarra
     return go.Figure(data=data, layout=layout, _validate=False)
 
 
-__all__ = ["case_figure", "png_data_uri"]
+#: Binary cases: the probability line in the top colour of the prediction panel's viridis.
+BINARY_LINE = "#fde725"
+
+
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, stop)`` of each run of True in a 1-D mask."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], np.asarray(mask, np.int8), [0]])))
+    return list(zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True))
+
+
+def profile_figure(prof: Profile, class_names, *, binary: bool = True, height: int = 230) -> go.Figure:
+    """Each foreground class's predicted probability along one line, over the ground truth of that
+    line (each class's runs shaded in its colour), in the colours and on the dark background of the
+    image panels (binary: one line, in the prediction panel's yellow). Binary cases also get the 0.5
+    line where the arg-max prediction flips.
+
+    ``prof``: :func:`segloss_core.analyses.playground.probability_profile` (values named by class).
+    """
+    palette = dict(zip(class_names, class_palette(len(class_names)), strict=False))
+    shapes = []
+    if prof.gt is not None:
+        for k, name in enumerate(class_names[1:], start=1):
+            for start, stop in _runs(np.asarray(prof.gt) == k):
+                shapes.append({"type": "rect", "xref": "x", "yref": "y domain", "x0": start - 0.5,
+                               "x1": stop - 0.5, "y0": 0, "y1": 1, "fillcolor": palette[name], "opacity": 0.22,
+                               "line": {"width": 0}, "layer": "below"})
+    if binary:
+        shapes.append({"type": "line", "xref": "x domain", "yref": "y", "x0": 0, "x1": 1, "y0": 0.5, "y1": 0.5,
+                       "line": {"color": "#888", "width": 1, "dash": "dot"}})
+    along = "x (row y = " if prof.axis == 0 else "y (column x = "
+    data = [{"type": "scatter", "x": prof.coords, "y": np.asarray(v, np.float32), "mode": "lines",
+             "name": f"p({name})", "line": {"color": BINARY_LINE if binary else palette.get(name, "#f0f0f0"),
+                                            "width": 2, "shape": "hvh"},
+             "hovertemplate": f"{along[0]}=%{{x}}: p({name}) = %{{y:.3f}}<extra></extra>"}
+            for name, v in prof.values.items()]
+    axis = {"gridcolor": "#444", "zeroline": False}
+    layout = {"height": height, "margin": {"l": 10, "r": 10, "t": 10, "b": 10},
+              "shapes": shapes, "plot_bgcolor": "#1a1a1a", "showlegend": not binary,
+              "xaxis": {**axis, "title": {"text": f"{along}{prof.position}); shaded: ground truth"}},
+              "yaxis": {**axis, "title": {"text": "p(foreground)" if binary else "probability"}, "range": [-0.02, 1.02]},
+              "legend": {"orientation": "h", "y": 1.02, "yanchor": "bottom", "x": 0, "bgcolor": "#1a1a1a",
+                         "font": {"color": "#eee"}}}
+    return go.Figure(data=data, layout=layout, _validate=False)
+
+
+__all__ = ["case_figure", "png_data_uri", "profile_figure"]

@@ -382,6 +382,23 @@ SESSIONS_BROWSER = ["protocol"]
 FINGERPRINT_RE = re.compile(r"\bcase ([0-9a-f]{8})\b")
 
 
+#: The first load's static files (HTML, JS, CSS, fonts from the server): when the entry script had
+#: arrived, and the slowest file (request until response end), from the Resource Timing API
+STATIC_TIMING_JS = """
+() => {
+  const files = performance.getEntriesByType('resource').filter(e => e.name.includes('/static/'));
+  if (!files.length) return '';
+  const nav = performance.getEntriesByType('navigation')[0];
+  const entry = files.find(e => /\\/index\\.[^/]*\\.js$/.test(e.name));
+  const slow = files.reduce((a, b) => (b.responseEnd - b.startTime > a.responseEnd - a.startTime ? b : a));
+  const s = (ms) => (ms / 1000).toFixed(2) + ' s';
+  return `document ${s(nav ? nav.responseEnd : 0)}, entry script ${entry ? s(entry.responseEnd) : '?'}, `
+    + `${files.length} static files, the slowest ${s(slow.responseEnd - slow.startTime)} `
+    + `(${slow.name.split('/').pop()}, ${Math.round(slow.encodedBodySize / 1024)} kB)`;
+}
+"""
+
+
 def query_fingerprint(query: str) -> str:
     """The fingerprint the sidebar must show for a preset URL: the first 8 hex digits of the digest of
     the case that ``query`` describes, built here from ``segloss_core`` alone (the preset, its own
@@ -410,7 +427,7 @@ class Opened:
     script_s: float | None = None  # Chromium: until the script run ended (the rest is drawing)
     fingerprint: str | None = None
     error: str = ""
-    static_s: float | None = None  # Chromium's first load: until the last file under /static/ had arrived
+    static: str = ""  # Chromium's first load: how long the app's static files took to arrive
 
 
 async def _session(browser, url: str, delay: float, opened: list, errors: list, ident: str) -> None:
@@ -449,9 +466,7 @@ async def _session(browser, url: str, delay: float, opened: list, errors: list, 
         found = FINGERPRINT_RE.findall(sidebar)
         text = await page.inner_text("body")
         bad = next((w for w in ("Traceback", "Something went wrong", "Exception") if w in text), "")
-        static = None if mark else await page.evaluate(
-            "() => Math.max(0, ...performance.getEntriesByType('resource')"
-            ".filter(e => e.name.includes('/static/')).map(e => e.responseEnd)) / 1000")
+        static = "" if mark else await page.evaluate(STATIC_TIMING_JS)
         opened.append(Opened(ident, label, secs, None if done is None else min(secs, max(0.0, (done - mark) / 1000)),
                              found[0] if len(found) == 1 else None, f"error text '{bad}' on {label}" if bad else "",
                              static))
@@ -607,8 +622,7 @@ def sessions_rows(n: int = 20, spread_s: float = 10.0, mode: str | None = None, 
                      + (f"; script done p50 / p95 {_quantile(split, 0.5):.2f} / {_quantile(split, 0.95):.2f} s"
                         if split else "")
                      + "; " + ", ".join(f"{o.page} {o.seconds:.2f}" for o in chrome)
-                     + "".join(f"; first load: the app's static files had arrived after {o.static_s:.2f} s"
-                               for o in chrome[:1] if o.static_s))
+                     + "".join(f"; first load: {o.static}" for o in chrome[:1] if o.static))
             report("sessions", f"{n} sessions, {label}: Chromium session page p50", None, _quantile(csecs, 0.5),
                    note=cnote)
             report("sessions", f"{n} sessions, {label}: Chromium session page p95", None, _quantile(csecs, 0.95),

@@ -322,6 +322,128 @@ def test_vessel_what_if_line_numbers():
 
 
 # ----------------------------------------------------------------------------------------------
+# nacl
+# ----------------------------------------------------------------------------------------------
+
+#: MONAI smooths the one-hot labels in float32: agreement to float32 round-off of the smoothed target.
+NACL_RTOL = 1e-8
+
+
+def _monai_nacl(probs, target, **kw):
+    """MONAI's NACLLoss on z = log p (the logits with log-sum-exp 0) and the label map."""
+    ref = monai_losses.NACLLoss(classes=probs.shape[1], dim=probs.ndim - 2, **kw)
+    return ref(torch.log(probs), target.argmax(1))
+
+
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel lengths")  # MONAI's even box
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("kw", [{}, dict(kernel_ops="gaussian", distance_type="l2"),
+                                dict(kernel_ops="gaussian", sigma=0.6, alpha=0.5), dict(kernel_size=4, alpha=2.0)],
+                         ids=["default", "gaussian-l2", "gaussian-sigma", "even-box"])
+def test_nacl_matches_monai(shape, kw):
+    probs, target = make_pair(shape)
+    close(sc.compute("nacl", probs, target, **kw), _monai_nacl(probs, target, **kw), NACL_RTOL)
+    per_sample = sc.compute("nacl", probs, target, reduction="none", **kw)
+    assert per_sample.shape == (shape[0],)
+    for b in range(shape[0]):  # per sample = MONAI on that sample alone
+        close(per_sample[b], _monai_nacl(probs[b:b + 1], target[b:b + 1], **kw), NACL_RTOL)
+
+
+def test_nacl_smoothed_target_matches_monai_and_is_remembered():
+    from segloss_core.core.losses.compound import neighbour_mean
+
+    probs, target = make_pair((2, 3, 12, 13))
+    for kw in [{}, dict(kernel_ops="gaussian", sigma=1.5), dict(kernel_size=5)]:
+        ref = monai_losses.NACLLoss(classes=3, dim=2, **kw).get_constr_target(target.argmax(1))
+        # MONAI's filters and Gaussian taps (differences of erf values) are float32: a few float32 ulps of 1
+        torch.testing.assert_close(neighbour_mean(target, **kw), ref.double(), rtol=0, atol=5e-7)
+    u = neighbour_mean(target)
+    assert neighbour_mean(target) is u  # remembered per target tensor
+    # zero padding: the class proportions sum to 1 inside, to the box's share of the image at the border
+    total = u.sum(1)
+    close(total[:, 1:-1, 1:-1], torch.ones_like(total[:, 1:-1, 1:-1]))
+    close(total[:, 0, 0], torch.full((2,), 4 / 9, dtype=torch.float64))
+    first = float(sc.compute("nacl", probs, target, distance_type="l2"))
+    target[0, :, 4:8, 4:8] = target[0, :, 4:8, 4:8].roll(1, 0)  # in place: the memo must see the new target
+    assert neighbour_mean(target) is not u
+    close(sc.compute("nacl", probs, target, distance_type="l2"), _monai_nacl(probs, target, distance_type="l2"),
+          NACL_RTOL)
+    assert float(sc.compute("nacl", probs, target, distance_type="l2")) != first
+
+
+def test_nacl_monai_penalty_depends_on_the_logit_shift():
+    """What the docstring says: MONAI's value changes when every logit of a pixel moves by the same amount
+    (the probabilities, and the CE, do not); segloss is MONAI at the shift z = log p."""
+    probs, target = make_pair((2, 3, 12, 13))
+    z = torch.log(probs)
+    labels = target.argmax(1)
+    ref = monai_losses.NACLLoss(classes=3, dim=2)
+    shifted = z + 2.0 * torch.rand(z[:, :1].shape, dtype=z.dtype, generator=torch.Generator().manual_seed(1))
+    close(torch.nn.functional.cross_entropy(shifted, labels), torch.nn.functional.cross_entropy(z, labels))
+    assert abs(float(ref(shifted, labels)) - float(ref(z, labels))) > 1e-2
+    close(sc.compute("nacl", probs, target), ref(z, labels), NACL_RTOL)
+
+
+def test_m7_nacl_l1_penalty_is_a_target_free_push():
+    """docs/theory.md M7: with z = log p <= 0 <= u, the L1 penalty is mean u - mean log p, so its gradient does
+    not depend on the target (the L2 penalty's does)."""
+    from segloss_core.core.losses.compound import neighbour_mean
+
+    probs, target = make_pair((2, 3, 10, 11))
+    other = make_pair((2, 3, 10, 11), seed=7)[1]
+    alpha = 0.3
+    penalty = sc.compute("nacl", probs, target, alpha=alpha, reduction="none") - sc.compute(
+        "ce", probs, target, reduction="none")
+    closed = alpha * (neighbour_mean(target).flatten(1).mean(1) - torch.log(probs).flatten(1).mean(1))
+    close(penalty, closed, 1e-10)
+
+    def penalty_grad(g, distance_type):
+        p = probs.clone().requires_grad_(True)
+        value = sc.compute("nacl", p, g, alpha=alpha, distance_type=distance_type) - sc.compute("ce", p, g)
+        return torch.autograd.grad(value, p)[0]
+
+    close(penalty_grad(target, "l1"), penalty_grad(other, "l1"))
+    close(penalty_grad(target, "l1"), -alpha / probs.numel() / probs)
+    assert not torch.allclose(penalty_grad(target, "l2"), penalty_grad(other, "l2"))
+
+
+def test_nacl_soft_targets_and_bad_parameters():
+    probs, target = make_pair((2, 3, 10, 10))
+    soft = 0.8 * target + 0.2 / 3
+    value = sc.compute("nacl", probs, soft, distance_type="l2")
+    assert torch.isfinite(value) and float(value) != float(sc.compute("nacl", probs, target, distance_type="l2"))
+    assert isinstance(sc.compute_all(probs, soft, ["nacl"])["nacl"], float)
+    for bad, msg in [(dict(kernel_ops="box"), "kernel_ops"), (dict(distance_type="l3"), "distance_type"),
+                     (dict(kernel_size=0), "kernel_size"), (dict(alpha=-1), "alpha")]:
+        with pytest.raises(ValueError, match=msg) as info:
+            sc.compute("nacl", probs, target, **bad)
+        assert "\n" not in str(info.value)
+
+
+def test_nacl_works_in_every_analysis():
+    from segloss_core.analyses import agreement, bias, gradients, optimise
+    from segloss_core.analyses.landscape import landscape
+    from segloss_core.data.presets import make_case
+
+    for case in (make_case("vessel", size=64), make_case("phantom", size=64)):  # C = 2 and C = 5
+        names = ["nacl", "ce"]
+        grads = gradients.gradient_maps(case, names, device="cpu")
+        assert not grads.unavailable and np.isfinite(grads.results["nacl"].grad).all()
+        land = landscape(case, n=3, losses=names, device="cpu")
+        assert not land.unavailable and np.isfinite(land.losses["nacl"]).all()
+        assert np.isfinite(bias.size_curve(case, names, n=4).values["nacl"]).all()
+        assert np.isfinite(agreement.loss_values(agreement.population(case, 4), names)["nacl"]).all()
+        run = optimise.optimise(case, optimise.Settings(losses=tuple(names), steps=2, max_side=24), device="cpu",
+                                band_model_points=0)
+        assert not run.unavailable and list(run.names) == names
+
+
+def test_nacl_gradcheck():
+    gradcheck("nacl", (2, 3, 5, 6))
+    gradcheck("nacl", (2, 2, 4, 5, 3), kernel_ops="gaussian", distance_type="l2", sigma=0.7, alpha=0.5)
+
+
+# ----------------------------------------------------------------------------------------------
 # every new loss through every analysis the pages run (the pages iterate the registry)
 # ----------------------------------------------------------------------------------------------
 

@@ -13,8 +13,9 @@ import math
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 
-from .._tensors import EPS, reduce_samples, spatial_dims, validated
+from .._tensors import EPS, reduce_samples, spatial_dims, tensor_memo, validated
 from ..spec import LossSpec, ParamSpec
 from ..stats import soft_confusion
 from . import formulas
@@ -23,7 +24,8 @@ from .region import _safe_ratio
 from .topology import cldice_params
 
 __all__ = ["combo_loss", "exp_log_loss", "dice_ce_loss", "region_size_loss", "dice_focal_loss",
-           "generalized_dice_focal_loss", "unified_focal_loss", "dice_cldice_loss", "SPECS"]
+           "generalized_dice_focal_loss", "unified_focal_loss", "dice_cldice_loss", "nacl_loss", "neighbour_mean",
+           "SPECS"]
 
 
 def _soft_dice(probs: torch.Tensor, target: torch.Tensor, smooth: float) -> torch.Tensor:
@@ -489,6 +491,120 @@ def dice_cldice_loss(
     return reduce_samples((1 - alpha) * dice.mean(1) + alpha * cl, reduction)
 
 
+def _nacl_kernel(kernel_ops: str, kernel_size: int, sigma: float) -> list[float]:
+    """The taps of NACL's 1-D smoothing kernel: a box of ``kernel_size`` taps summing to 1, or the
+    discrete Gaussian of MONAI's ``GaussianFilter`` (each tap the Gaussian's mass over its unit
+    interval, on ``±floor(4 sigma + 1/2)`` taps, not renormalised)."""
+    if kernel_ops == "mean":
+        return [1.0 / int(kernel_size)] * int(kernel_size)
+    tail = int(max(4.0 * float(sigma), 0.5) + 0.5)
+    scale = 1.0 / (math.sqrt(2.0) * float(sigma))
+    return [0.5 * (math.erf(scale * (x + 0.5)) - math.erf(scale * (x - 0.5))) for x in range(-tail, tail + 1)]
+
+
+def neighbour_mean(target: torch.Tensor, kernel_ops: str = "mean", kernel_size: int = 3,
+                   sigma: float = 1.0) -> torch.Tensor:
+    r"""NACL's smoothed target :math:`u = K * g`, per sample and class, shape of ``target``.
+
+    ``K`` is separable (one 1-D factor per spatial axis, :func:`_nacl_kernel`), zero-padded like
+    PyTorch's ``padding="same"`` (an even box puts its extra tap on the far side), so near the image
+    border :math:`\sum_c u_c < 1`. Each axis is a weighted sum of shifted slices (cheaper on the
+    CPU than a one-channel convolution). Remembered per target tensor (:func:`tensor_memo`):
+    scoring many predictions against one ground truth smooths it once.
+    """
+    def compute(t: torch.Tensor) -> torch.Tensor:
+        taps = _nacl_kernel(kernel_ops, kernel_size, sigma)
+        k, out = len(taps), t
+        for axis in range(2, t.ndim):
+            pad = [0, 0] * (t.ndim - 2)  # F.pad lists the last axis first
+            pad[2 * (t.ndim - 1 - axis): 2 * (t.ndim - axis)] = [(k - 1) // 2, k - 1 - (k - 1) // 2]
+            padded, n = F.pad(out, pad), out.shape[axis]
+            out = padded.narrow(axis, 0, n) * taps[0]
+            for j in range(1, k):
+                out.add_(padded.narrow(axis, j, n), alpha=taps[j])
+        return out
+
+    size = int(kernel_size) if kernel_ops == "mean" else float(sigma)
+    return tensor_memo(target, ("nacl.neighbour_mean", kernel_ops, size), compute)
+
+
+@validated
+def nacl_loss(
+    probs: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    reduction: str = "mean",
+    kernel_size: int = 3,
+    kernel_ops: str = "mean",
+    distance_type: str = "l1",
+    alpha: float = 0.1,
+    sigma: float = 1.0,
+) -> torch.Tensor:
+    r"""Neighbour-aware calibration loss: CE plus a penalty pulling the logits towards the target's
+    class proportions around each pixel (Murugesan et al. 2023; MONAI ``NACLLoss``).
+
+    .. math::
+        L_{NACL} = -\frac{1}{N}\sum_{i=1}^{N}\sum_{c=1}^{C} g_i^c \log \max(s_i^c, \epsilon)
+        + \frac{\alpha}{CN}\sum_{i=1}^{N}\sum_{c=1}^{C} d\big(u_i^c - z_i^c\big),
+        \qquad z_i^c = \log\max(s_i^c, \epsilon),\quad u^c = K * g^c,\quad d(x) = |x| \text{ or } x^2
+
+    Convention:
+        ``probs`` and ``target`` are ``(B, C, *spatial)``, 2-D or 3-D, all classes. MONAI's
+        ``NACLLoss(classes=C, dim=d)`` takes logits :math:`x` and a label map: its CE applies
+        log-softmax, but its penalty compares the raw :math:`x` with :math:`u`, so it changes when a
+        pixel's logits are all shifted by the same amount (the probabilities do not). segloss fixes
+        that shift: :math:`z = \log s`, the logits whose log-sum-exp is 0 (clamped at
+        ``EPS = 1e-7`` as in :func:`ce_loss`), so this loss equals ``NACLLoss()(log(probs), labels)``.
+        Since :math:`u \ge 0 \ge z`, the L1 penalty is :math:`\mathrm{mean}\,u - \mathrm{mean}\,z`:
+        with this shift its gradient does not depend on the target (it raises every class's
+        log-probability, a push towards the uniform prediction); the L2 penalty does
+        (``docs/theory.md``, M7). ``u`` is :func:`neighbour_mean` of the target: a ``kernel_size``
+        box (``kernel_ops="mean"``) or MONAI's discrete Gaussian of width ``sigma``
+        (``"gaussian"``, which ignores ``kernel_size``), in pixels (no spacing, as MONAI), zero
+        padding at the image border. Per sample: the CE mean over the ``N`` pixels plus ``alpha``
+        times the penalty mean over the ``C x N`` values; MONAI averages both over the whole batch,
+        which is the mean of these (every sample has ``N`` pixels), and smoothing never mixes
+        samples, so ``reduction="mean"`` is MONAI's value and ``"none"`` (``(B,)``) gives each
+        sample's value as MONAI computes it for that sample alone. Soft targets are allowed (soft
+        CE, smoothed soft labels); MONAI takes labels, so the parity is for one-hot targets.
+
+    Args:
+        probs: class probabilities ``(B, C, *spatial)``.
+        target: one-hot or soft target, same shape.
+        reduction: ``"mean"`` | ``"sum"`` | ``"none"``.
+        kernel_size: box edge in pixels (``kernel_ops="mean"``).
+        kernel_ops: ``"mean"`` | ``"gaussian"``.
+        distance_type: ``"l1"`` | ``"l2"``: the penalty :math:`d`.
+        alpha: weight of the penalty (>= 0).
+        sigma: Gaussian width in pixels (``kernel_ops="gaussian"``).
+
+    Reference: Murugesan et al., "Trust your neighbours: Penalty-based constraints for model
+    calibration", MICCAI 2023 (arXiv 2303.06268); MONAI 1.6 ``monai.losses.NACLLoss``.
+    """
+    if kernel_ops not in ("mean", "gaussian") or distance_type not in ("l1", "l2"):
+        raise ValueError(f"kernel_ops must be mean or gaussian and distance_type l1 or l2, got {kernel_ops!r}, "
+                         f"{distance_type!r}")
+    if int(kernel_size) < 1 or float(sigma) <= 0 or float(alpha) < 0:
+        raise ValueError(f"need kernel_size >= 1, sigma > 0 and alpha >= 0, got {kernel_size}, {sigma}, {alpha}")
+    z = clamped_log(probs)  # log p: CE's term and the logits the penalty compares
+    gap = neighbour_mean(target, kernel_ops, kernel_size, sigma) - z
+    penalty = gap.abs_() if distance_type == "l1" else gap.square_()
+    per_sample = (target * z).sum(1).flatten(1).mean(1).neg_() + float(alpha) * penalty.flatten(1).mean(1)
+    return reduce_samples(per_sample, reduction)
+
+
+def _nacl_formula(p) -> str:
+    if p["kernel_ops"] == "mean":
+        k = p["kernel_size"]
+        smooth = rf"u_{{ic}}=\text{{mean of }}g_c\text{{ over the }}{k}^d\text{{-pixel box at }}i"
+    else:
+        smooth = rf"u_c=G_\sigma*g_c\ \text{{(discrete Gaussian, }}\sigma={p['sigma']:g}\text{{ pixels)}}"
+    d = r"|u_{ic}-z_{ic}|" if p["distance_type"] == "l1" else r"(u_{ic}-z_{ic})^2"
+    return formulas.where(r"L_{NACL}=" + formulas.ce_body() + rf"+\frac{{{p['alpha']:g}}}{{CN}}\sum_{{i=1}}^{{N}}"
+                          r"\sum_{c=0}^{C-1}" + d, r"z_{ic}=\log s_{ic}", smooth,
+                          r"\text{with }g_c=0\text{ outside the image}")
+
+
 SPECS = [
     LossSpec(
         name="combo",
@@ -647,5 +763,28 @@ SPECS = [
         slow=True,
         summary="Soft Dice for the volume plus clDice for the centre-lines: the authors' recipe for vessels, "
         "airways and neurons, where a small gap can break a whole branch.",
+    ),
+    LossSpec(
+        name="nacl",
+        title="Neighbour-aware calibration (NACL)",
+        category="compound",
+        fn=nacl_loss,
+        formula="",
+        formula_for=_nacl_formula,
+        reference="Murugesan et al., MICCAI 2023 (MONAI NACLLoss)",
+        params={
+            "kernel_size": ParamSpec(3, "int", "Edge of the box that averages the target's classes around each "
+                                     "pixel (kernel_ops mean).", range=(1, 15), step=1),
+            "kernel_ops": ParamSpec("mean", "choice", "mean: a box of kernel_size pixels; gaussian: a Gaussian "
+                                    "of width sigma (kernel_size unused).", choices=("mean", "gaussian")),
+            "distance_type": ParamSpec("l1", "choice", "Penalty on u - log s: l1 = |.|, l2 = (.)^2.",
+                                       choices=("l1", "l2")),
+            "alpha": ParamSpec(0.1, "float", "Weight of the penalty against CE; 0 = CE.", range=(0.0, 5.0),
+                               step=0.01),
+            "sigma": ParamSpec(1.0, "float", "Gaussian width in pixels (kernel_ops gaussian).", range=(0.1, 5.0),
+                               step=0.1),
+        },
+        summary="CE plus a penalty pulling the log-probabilities towards the target's class proportions "
+        "around each pixel, to make the confidences better calibrated.",
     ),
 ]

@@ -317,6 +317,16 @@ def test_lovasz_gradient_at_ties_is_the_mean_over_tie_orders(seed):
 
 
 @pytest.mark.parametrize("name", ["lovasz_softmax", "lovasz_hinge"])
+def test_lovasz_leaves_the_target_memoisable(name):
+    """The value-only path (rows of at least LOVASZ_SPLIT_MIN pixels, no gradient) reads the target
+    through numpy; the target must stay a tensor whose derived values can be remembered."""
+    side = int(np.ceil(np.sqrt(R.LOVASZ_SPLIT_MIN)))
+    probs, target = _case(1, 2, (side, side), seed=3)
+    sc.compute(name, probs, target)
+    assert target.untyped_storage().resizable()
+
+
+@pytest.mark.parametrize("name", ["lovasz_softmax", "lovasz_hinge"])
 def test_lovasz_gradient_keeps_a_mirror_symmetric_case_symmetric(name):
     yy, xx = np.mgrid[:32, :32]
     r = np.hypot(yy - 15.5, xx - 13.0)  # symmetric under flipping the rows only

@@ -201,7 +201,10 @@ def control_panel(case, fg_class):
         temperature = cols[1].select_slider("Temperature T", [1.0, 2.0, 5.0, 10.0, 20.0], value=1.0,
                                             key=KEY + "ctl_T")
         penalty = cols[2].segmented_control("Penalty", ["l1", "kl"], default="l1", key=KEY + "ctl_pen") or "l1"
-        ratio = cols[3].slider("Target size / GT size", 0.25, 1.9, 1.5, 0.05, key=KEY + "ctl_ratio")
+        low, top = bias.target_ratio_range(case, foreground_class=fg_class)
+        ratio = cols[3].slider("Target size / GT size", low, top, min(1.5, top), 0.05, key=KEY + "ctl_ratio",
+                               help=f"up to {top:g}: the image holds {bias.room_to_grow(case, foreground_class=fg_class):.2f}"
+                                    " × the object")
         hard = cols[4].toggle("Hard predictions", value=True, key=KEY + "ctl_hard")
         confidence = None if hard else 0.9
         ctl = cached(bias.region_size_control)(case, target_size_ratio=ratio, alpha=alpha,

@@ -494,3 +494,17 @@ def test_band_closed_forms_are_named_like_the_band_losses_and_match_brute_force(
         name, params = bias.BAND_LOSSES[label]
         assert q == pytest.approx(bias.band_optimum(F, U, pi, name, params).q_star, abs=1e-4), label
     assert closed["CE"] == pi
+
+
+def test_an_object_filling_most_of_the_image_caps_the_sizes_it_can_grow_to():
+    gt = np.zeros((20, 20), int)
+    gt[:, :16] = 1  # 80 % foreground: the image holds 1.25 x the object
+    assert bias.room_to_grow(gt) == 1.25
+    curve = bias.size_curve(gt, ["ce", "dice"], n=21)  # asks for 2x by default
+    assert math.isclose(curve.ratio.max(), 1.25) and 1.0 in curve.ratio
+    low, top = bias.target_ratio_range(gt)
+    assert (low, top) == (0.25, 1.2)
+    ctl = bias.region_size_control(gt, target_size_ratio=top, alpha=5.0, band=None)
+    assert math.isclose(ctl.target_proportion, 1.2 * 0.8)
+    with pytest.raises(ValueError, match="target proportion"):
+        bias.region_size_control(gt, target_size_ratio=1.25, band=None)

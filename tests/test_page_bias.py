@@ -154,3 +154,15 @@ def test_an_all_foreground_view_gets_a_message():
     full = sc.Case(np.ones((24, 24), np.int64), np.stack([np.full((24, 24), 0.1), np.full((24, 24), 0.9)]))
     at = _app(full)
     assert "all foreground" in at.warning[0].value and not at.get("plotly_chart")
+
+
+def test_every_preset_opens_the_page_cleanly():
+    """Each preset's default case (retina's foreground fills 77 % of its image: no room to double it)."""
+    from segloss_core.data.presets import PRESETS, make_case
+
+    for name in PRESETS:
+        if name == "empty":
+            continue
+        case = make_case(name, size=96)
+        at = _app(case)  # checked clean: no error box, no exception
+        assert at.slider(key="bias_ctl_ratio").max < bias.room_to_grow(case), name

@@ -369,14 +369,15 @@ def size_curve(
         n: number of predictions (>= 3).
         confidence: top-class probability in (0.5, 1], or ``None`` for hard predictions.
         params: per-loss parameter overrides ``{name: {param: value}}``.
-        max_ratio: largest predicted size / GT size.
+        max_ratio: largest predicted size / GT size, capped at what the image holds
+            (:func:`room_to_grow`: an object that already fills most of the image cannot double).
         progress: optional ``callback(fraction_done, loss_name)``.
     """
     if n < 3:
         raise ValueError(f"n must be >= 3, got {n}")
     mask, _ = binary_view(case_or_gt, foreground_class=foreground_class, slice_index=slice_index)
     spacing = _spacing2d(case_or_gt)
-    ratios = np.linspace(0.0, float(max_ratio), int(n))
+    ratios = np.linspace(0.0, min(float(max_ratio), _room(mask)), int(n))
     ratios[np.argmin(np.abs(ratios - 1.0))] = 1.0
     fam = _Family(mask, ratios, confidence, outside, dtype, device)
     realised, offsets = fam.realised, fam.offsets
@@ -1091,6 +1092,38 @@ class RegionSizeControl:
     target_proportion: float
     target_ratio: float
     band: BandRegionSize | None
+
+
+def _room(mask: np.ndarray) -> float:
+    size = int(np.count_nonzero(mask))
+    return math.inf if size == 0 else mask.size / size
+
+
+def room_to_grow(case_or_gt: Case | np.ndarray, *, foreground_class: int | None = None,
+                 slice_index: int | None = None) -> float:
+    """Image size / object size in the binary view (:func:`binary_view`): the largest predicted size
+    / GT size an image can show (``inf`` for an empty ground truth).
+
+    >>> gt = np.zeros((10, 10), int); gt[:5] = 1
+    >>> room_to_grow(gt)
+    2.0
+    """
+    return _room(binary_view(case_or_gt, foreground_class=foreground_class, slice_index=slice_index)[0])
+
+
+def target_ratio_range(case_or_gt: Case | np.ndarray, *, foreground_class: int | None = None,
+                       low: float = 0.25, high: float = 1.9, step: float = 0.05) -> tuple[float, float]:
+    """``(low, top)``: the target size / GT size a user may ask :func:`region_size_control` for, on a
+    grid of ``step``: ``high`` cut to stay below :func:`room_to_grow` (a target proportion must be
+    under 1), never below ``low``.
+
+    >>> gt = np.zeros((10, 10), int); gt[:, :8] = 1  # room 1.25
+    >>> target_ratio_range(gt)
+    (0.25, 1.2)
+    """
+    room = room_to_grow(case_or_gt, foreground_class=foreground_class)
+    top = min(high, math.ceil(room / step - 1) * step) if math.isfinite(room) else high
+    return low, max(low, round(top, 10))
 
 
 def region_size_control(

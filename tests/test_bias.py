@@ -500,7 +500,7 @@ def test_an_object_filling_most_of_the_image_caps_the_sizes_it_can_grow_to():
     gt = np.zeros((20, 20), int)
     gt[:, :16] = 1  # 80 % foreground: the image holds 1.25 x the object
     assert bias.room_to_grow(gt) == 1.25
-    curve = bias.size_curve(gt, ["ce", "dice"], n=21)  # asks for 2x by default
+    curve = bias.size_curve(gt, ["ce", "dice"], n=21)  # 2x by default, where the image holds it
     assert math.isclose(curve.ratio.max(), 1.25) and 1.0 in curve.ratio
     low, top = bias.target_ratio_range(gt)
     assert (low, top) == (0.25, 1.2)

@@ -341,7 +341,7 @@ def size_curve(
     confidence: float | None = None,
     params: dict[str, dict[str, Any]] | None = None,
     *,
-    max_ratio: float = 2.0,
+    max_ratio: float | None = None,
     outside: float | None = None,
     foreground_class: int | None = None,
     slice_index: int | None = None,
@@ -369,15 +369,17 @@ def size_curve(
         n: number of predictions (>= 3).
         confidence: top-class probability in (0.5, 1], or ``None`` for hard predictions.
         params: per-loss parameter overrides ``{name: {param: value}}``.
-        max_ratio: largest predicted size / GT size, capped at what the image holds
-            (:func:`room_to_grow`: an object that already fills most of the image cannot double).
+        max_ratio: largest predicted size / GT size (more than the image holds raises
+            ``ValueError``); ``None``: 2, or less where the image holds less (:func:`room_to_grow`:
+            an object that already fills most of the image cannot double).
         progress: optional ``callback(fraction_done, loss_name)``.
     """
     if n < 3:
         raise ValueError(f"n must be >= 3, got {n}")
     mask, _ = binary_view(case_or_gt, foreground_class=foreground_class, slice_index=slice_index)
     spacing = _spacing2d(case_or_gt)
-    ratios = np.linspace(0.0, min(float(max_ratio), _room(mask)), int(n))
+    top = min(DEFAULT_MAX_RATIO, _room(mask)) if max_ratio is None else float(max_ratio)
+    ratios = np.linspace(0.0, top, int(n))
     ratios[np.argmin(np.abs(ratios - 1.0))] = 1.0
     fam = _Family(mask, ratios, confidence, outside, dtype, device)
     realised, offsets = fam.realised, fam.offsets
@@ -1094,6 +1096,10 @@ class RegionSizeControl:
     band: BandRegionSize | None
 
 
+#: Largest predicted size / GT size of a size curve, where the image holds it.
+DEFAULT_MAX_RATIO = 2.0
+
+
 def _room(mask: np.ndarray) -> float:
     size = int(np.count_nonzero(mask))
     return math.inf if size == 0 else mask.size / size
@@ -1136,7 +1142,7 @@ def region_size_control(
     penalty: str = "l1",
     n: int = 200,
     confidence: float | None = None,
-    max_ratio: float = 2.0,
+    max_ratio: float | None = None,
     band: tuple[int, int, float] | None = (300, 400, 0.2),
     foreground_class: int | None = None,
     slice_index: int | None = None,

@@ -56,7 +56,8 @@ def profile_panel(case) -> None:
     st.plotly_chart(profile_figure(prof, case.class_names, binary=case.is_binary), key="pg_profile",
                     config={"displaylogo": False}, width="stretch")
     st.caption(f"The prediction along row y = {prof.position}, through the centre of the ground truth (shaded): "
-               "the sidebar's shift x moves it along this line, boundary softness and confidence change its slopes.")
+               "a horizontal shift moves its edges along this line; a softer boundary or a lower confidence "
+               "flattens them.")
 
 
 def metrics_panel(case) -> None:

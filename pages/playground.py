@@ -10,6 +10,7 @@ from segloss_core.core.metrics import METRIC_DEFINITIONS
 from segloss_core.plots.masks import case_figure, profile_figure
 from segloss_core.plots.table import delta_bar_figure
 from ui import cache
+from ui.cores import all_cores
 from ui.params import editor
 from ui.session import case_source, current_case, current_params, current_volume, panel
 
@@ -88,7 +89,7 @@ def metrics_panel(case) -> None:
                f"FP {row['fp']:,}, FN {row['fn']:,} pixels.")
     volume = current_volume()
     if volume is not None:
-        with st.spinner("Measuring the whole volume..."):
+        with st.spinner("Measuring the whole volume..."), all_cores():
             per_volume = cache.metrics(volume)
         st.markdown("**Whole volume**")
         st.dataframe([{"class": volume.class_names[c], **{METRIC_LABELS[k]: m.get(k) for k in METRIC_LABELS}}
@@ -126,13 +127,13 @@ def volume_values(volume, params) -> dict:
     ones, which on a 200^3 volume take about as long again, when asked for (then cached)."""
     names = list_losses()
     slow = [n for n in names if get_loss(n).slow]
-    with st.spinner("Scoring the whole volume..."):
+    with st.spinner("Scoring the whole volume..."), all_cores():
         out = dict(cache.loss_values(volume, params, [n for n in names if n not in slow]))
     digest = cache.case_digest(volume)
     if not slow:
         return out
     if st.session_state.get(SLOW_VOLUME_KEY) == digest:
-        with st.spinner(f"Scoring the {len(slow)} slow losses on the whole volume..."):
+        with st.spinner(f"Scoring the {len(slow)} slow losses on the whole volume..."), all_cores():
             out.update(cache.loss_values(volume, params, slow))
     else:
         st.button(f"Score the {len(slow)} slow losses on the whole volume", key="pg_volume_slow",

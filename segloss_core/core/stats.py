@@ -109,17 +109,17 @@ class SoftConfusion:
                 f"soft_label={self._inner is not None})")
 
 
-#: On the CPU with one torch thread, up to this many (sample, class) rows of at least
-#: ``_ROW_LOOP_MIN_LENGTH`` values are processed one row at a time (a BLAS ``dot``, a row sum, a fused
-#: ``add``): no ``(B, C, N)`` temporary, and each row is re-read from cache rather than memory.
-#: Beyond it, on a GPU, or with several threads (which the vectorised ops use and the per-row calls
-#: do not), one vectorised call over all rows is faster.
+#: On the CPU, up to this many (sample, class) rows of at least ``_ROW_LOOP_MIN_LENGTH`` values are
+#: processed one row at a time (a chunked ``dot``, a row sum, a fused ``add``; each op uses the torch
+#: threads): no ``(B, C, N)`` temporary, each row is re-read from cache rather than memory, and the
+#: float32 dot products are accumulated alike whatever the thread count (:func:`dot`). Beyond it, or
+#: on a GPU, one vectorised call over all rows is faster.
 _ROW_LOOP_MAX_ROWS = 64
 _ROW_LOOP_MIN_LENGTH = 4096
 
 
 def _row_loop(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
-    return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64) and torch.get_num_threads() == 1
+    return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
             and a.shape[:-1].numel() <= _ROW_LOOP_MAX_ROWS and a.shape[-1] >= _ROW_LOOP_MIN_LENGTH
             and (b is None or (b.shape == a.shape and b.dtype == a.dtype and b.device == a.device)))
 
@@ -166,8 +166,8 @@ def rowwise_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def _dot_and_sums(p: torch.Tensor, g: torch.Tensor, with_target_sum: bool):
     """``((p * g).sum(-1), p.sum(-1), g.sum(-1) or None)`` without autograd.
 
-    On the CPU with one thread, row by row: the row sums then read rows the dot product has just
-    brought into cache, instead of whole tensors from memory."""
+    On the CPU, row by row: the row sums then read rows the dot product has just brought into
+    cache, instead of whole tensors from memory."""
     if not _row_loop(p, g):
         return _vecdot(p, g), p.sum(-1), g.sum(-1) if with_target_sum else None
     n = p.shape[-1]

@@ -512,17 +512,21 @@ def neighbour_mean(target: torch.Tensor, kernel_ops: str = "mean", kernel_size: 
     CPU than a one-channel convolution). Remembered per target tensor (:func:`tensor_memo`):
     scoring many predictions against one ground truth smooths it once.
     """
-    def compute(t: torch.Tensor) -> torch.Tensor:
-        taps = _nacl_kernel(kernel_ops, kernel_size, sigma)
-        k, out = len(taps), t
-        for axis in range(2, t.ndim):
-            pad = [0, 0] * (t.ndim - 2)  # F.pad lists the last axis first
-            pad[2 * (t.ndim - 1 - axis): 2 * (t.ndim - axis)] = [(k - 1) // 2, k - 1 - (k - 1) // 2]
+    taps = _nacl_kernel(kernel_ops, kernel_size, sigma)
+
+    def smooth(channel: torch.Tensor) -> torch.Tensor:
+        k, out = len(taps), channel
+        for axis in range(2, channel.ndim):
+            pad = [0, 0] * (channel.ndim - 2)  # F.pad lists the last axis first
+            pad[2 * (channel.ndim - 1 - axis): 2 * (channel.ndim - axis)] = [(k - 1) // 2, k - 1 - (k - 1) // 2]
             padded, n = F.pad(out, pad), out.shape[axis]
             out = padded.narrow(axis, 0, n) * taps[0]
             for j in range(1, k):
                 out.add_(padded.narrow(axis, j, n), alpha=taps[j])
         return out
+
+    def compute(t: torch.Tensor) -> torch.Tensor:  # one class at a time: temporaries of one channel
+        return torch.cat([smooth(t[:, c : c + 1]) for c in range(t.shape[1])], dim=1)
 
     size = int(kernel_size) if kernel_ops == "mean" else float(sigma)
     return tensor_memo(target, ("nacl.neighbour_mean", kernel_ops, size), compute)
@@ -586,10 +590,14 @@ def nacl_loss(
                          f"{distance_type!r}")
     if int(kernel_size) < 1 or float(sigma) <= 0 or float(alpha) < 0:
         raise ValueError(f"need kernel_size >= 1, sigma > 0 and alpha >= 0, got {kernel_size}, {sigma}, {alpha}")
-    z = clamped_log(probs)  # log p: CE's term and the logits the penalty compares
-    gap = neighbour_mean(target, kernel_ops, kernel_size, sigma) - z
-    penalty = gap.abs_() if distance_type == "l1" else gap.square_()
-    per_sample = (target * z).sum(1).flatten(1).mean(1).neg_() + float(alpha) * penalty.flatten(1).mean(1)
+    u = neighbour_mean(target, kernel_ops, kernel_size, sigma)
+    ce = penalty = 0.0
+    for c in range(probs.shape[1]):  # one class at a time: a 3-D volume's temporaries stay one channel
+        z = clamped_log(probs[:, c])  # log p: CE's term and the logits the penalty compares
+        gap = u[:, c] - z
+        ce = ce - (target[:, c] * z).flatten(1).mean(1)
+        penalty = penalty + (gap.abs_() if distance_type == "l1" else gap.square_()).flatten(1).mean(1)
+    per_sample = ce + float(alpha) * penalty / probs.shape[1]
     return reduce_samples(per_sample, reduction)
 
 

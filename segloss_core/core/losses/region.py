@@ -630,10 +630,11 @@ def _split_ok(errors: torch.Tensor, fg: torch.Tensor) -> bool:
 def _lovasz_rows(errors: torch.Tensor, fg: torch.Tensor, relu: bool = False) -> torch.Tensor:
     """Lovász extension of the Jaccard loss per row: ``errors`` and ``fg`` are ``(n, P)`` -> ``(n,)``."""
     if _split_ok(errors, fg):
-        # (fg > 0.5) is a new tensor: a .numpy() view of the target itself would make its storage
-        # non-resizable, and target-keyed memos (tensor_memo) would then last one call only
-        e, g = errors.detach().numpy(), (fg.detach() > 0.5).numpy()
-        return torch.tensor([_lovasz_split(e[i], g[i], relu) for i in range(e.shape[0])], dtype=errors.dtype)
+        # (fg > 0.5) is a new tensor, one row at a time: a .numpy() view of the target itself would make
+        # its storage non-resizable, and target-keyed memos (tensor_memo) would then last one call only
+        e, fg = errors.detach().numpy(), fg.detach()
+        return torch.tensor([_lovasz_split(e[i], (fg[i] > 0.5).numpy(), relu) for i in range(e.shape[0])],
+                            dtype=errors.dtype)
     step = max(1, LOVASZ_CHUNK // max(1, errors.shape[-1]))
     if errors.shape[0] > step:
         return torch.cat([_lovasz_rows(errors[i : i + step], fg[i : i + step], relu)

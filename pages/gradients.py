@@ -7,7 +7,6 @@ an ``st.fragment``, so a slider reruns only its own panel.
 
 from __future__ import annotations
 
-import numpy as np
 import streamlit as st
 
 import segloss_core as sc
@@ -80,7 +79,8 @@ def maps_panel(case, names, channel, maps, titles):
         st.plotly_chart(fig, width="stretch", key=KEY + "heat")
         st.caption("Red: positive gradient (gradient descent lowers this probability); blue: negative "
                    "(descent raises it); white: 0. Black line: ground-truth outline."
-                   + (" Maps are reduced for display to 256 px per side." if max(case.gt.shape) > 256 else ""))
+                   + (f" Maps are reduced for display to {gp.DISPLAY_MAX_SIDE} px per side."
+                      if gp.display_factor(case.gt.shape) > 1 else ""))
 
 
 @st.fragment
@@ -242,8 +242,7 @@ values = st.columns(len(names))
 for col, name in zip(values, names, strict=True):
     col.metric(titles[name], f"{maps[name].value:.4g}")
 
-obj = np.argwhere(case.gt == channel) if (case.gt == channel).any() else np.argwhere(case.gt > 0)
-centre = tuple(int(v) for v in (obj.mean(0).round() if obj.size else np.array(case.gt.shape) // 2))
+centre = case.centre(channel)
 
 maps_panel(case, names, channel, maps, titles)
 left, right = st.columns(2)

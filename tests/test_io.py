@@ -692,3 +692,17 @@ def test_read_path(tmp_path, monkeypatch):
     monkeypatch.setattr(sio, "MAX_UPLOAD_BYTES", 10)
     with pytest.raises(sio.FileError, match="limit"):
         sio.read_path(ok)
+
+
+def test_case_centre_is_the_centre_of_mass_of_the_class_or_the_foreground():
+    from segloss_core import Case
+
+    gt = np.zeros((9, 12), np.int64)
+    gt[1:4, 2:5] = 1  # centre (2, 3)
+    gt[6:9, 8:12] = 2  # centre (7, 9.5) -> 10 (round half to even)
+    probs = np.stack([gt == k for k in range(3)]).astype(np.float32)
+    case = Case(gt, probs)
+    assert case.centre(1) == (2, 3) and case.centre(2) == (7, 10)
+    fg = np.argwhere(gt > 0).mean(0)
+    assert case.centre() == case.centre(5) == tuple(int(v) for v in fg.round())  # absent class: the foreground
+    assert Case(np.zeros_like(gt), probs).centre() == (4, 6)  # empty: the middle

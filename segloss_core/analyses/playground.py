@@ -247,8 +247,7 @@ def probability_profile(case: Case, axis: int = 0) -> Profile:
     named by the class; the ground-truth labels of that line come along to shade the object."""
     if case.ndim != 2:
         raise ValueError("probability_profile needs a 2-D case; pick a slice first")
-    fg = np.argwhere(case.gt > 0)
-    position = int(round(float(fg[:, axis].mean()))) if fg.size else case.gt.shape[axis] // 2
+    position = case.centre()[axis]
     maps = {case.class_names[k]: case.probs[k] for k in range(1, case.num_classes)}
     return profile(maps, axis, position, case.gt)
 

@@ -98,6 +98,15 @@ class Case:
         target = one_hot(torch.from_numpy(self.gt).unsqueeze(0), self.num_classes, dtype=dtype).to(dev)
         return probs, target
 
+    def centre(self, label: int | None = None) -> tuple[int, ...]:
+        """The pixel (rounded indices) at the centre of mass of class ``label``, or of the whole
+        foreground when ``label`` is ``None`` or absent; the image's middle when there is none."""
+        mask = self.gt == label if label is not None and (self.gt == label).any() else self.gt > 0
+        where = np.argwhere(mask)
+        if where.size == 0:
+            return tuple(int(s) // 2 for s in self.gt.shape)
+        return tuple(int(v) for v in where.mean(0).round())
+
     def busiest_slice(self, axis: int = 0) -> int:
         """Index along ``axis`` of the 3-D case's slice with the most foreground (:func:`busiest_slice`)."""
         return busiest_slice(self.gt > 0, axis)

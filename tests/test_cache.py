@@ -179,7 +179,12 @@ def test_concurrent_misses_for_one_key_compute_once(waiting):
     assert len({id(r) for r in results}) == 8  # each caller its own copy
 
 
-def test_different_keys_compute_in_parallel():
+def _slots(monkeypatch, n: int) -> None:
+    monkeypatch.setattr(cache, "_slots", threading.Semaphore(n))
+
+
+def test_different_keys_compute_in_parallel(monkeypatch):
+    _slots(monkeypatch, 2)
     both = threading.Barrier(2, timeout=DEADLINE_S)  # broken unless both run at the same time
 
     @cache.page_cache
@@ -355,3 +360,80 @@ def test_every_page_shows_the_case_fingerprint(app_test):
     ring = other.session_state["segloss_case"].digest()
     assert ring != digest
     assert [c.value for c in other.sidebar.caption if c.value.startswith("case ")] == [f"case {ring[:8]}"]
+
+
+# ----------------------------------------------------------------------------------------- slots
+
+
+def test_no_more_computations_at_once_than_slots(monkeypatch):
+    _slots(monkeypatch, 2)
+    running, peak, lock = [0], [0], threading.Lock()
+    go = threading.Event()
+
+    @cache.page_cache
+    def busy(x):
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        go.wait(0.2)  # long enough for the other threads to pile up
+        with lock:
+            running[0] -= 1
+        return x
+
+    threads, results, errors = _run_threads(6, busy)
+    for t in threads:
+        t.join(DEADLINE_S)
+    assert errors == [None] * 6 and sorted(results) == list(range(6))
+    assert peak[0] == 2
+
+
+def test_nested_calls_share_their_callers_slot(monkeypatch):
+    _slots(monkeypatch, 1)
+
+    @cache.page_cache
+    def inner(x):
+        return x + 1
+
+    @cache.page_cache
+    def outer(x):
+        return inner(x) * 10
+
+    done = []
+    t = threading.Thread(target=lambda: done.append(outer(1)))
+    t.start()
+    t.join(DEADLINE_S)
+    assert done == [20]
+
+
+def test_a_caller_waiting_on_another_sessions_computation_lends_its_slot(monkeypatch):
+    """One slot: A holds it and needs Y, whose computation B started and which waits for a slot."""
+    _slots(monkeypatch, 1)
+    a_in_slot, b_started = threading.Event(), threading.Event()
+
+    @cache.page_cache
+    def y(x):
+        return x * 2
+
+    @cache.page_cache
+    def x_needing_y(x):
+        a_in_slot.set()
+        assert b_started.wait(DEADLINE_S)
+        return y(x) + 1
+
+    def session_b():
+        assert a_in_slot.wait(DEADLINE_S)
+        out.append(("b", y(5)))
+
+    out: list = []
+    b = threading.Thread(target=session_b)
+    b.start()
+    a = threading.Thread(target=lambda: out.append(("a", x_needing_y(5))))
+    a.start()
+    assert a_in_slot.wait(DEADLINE_S)
+    while not any(f.owner == b.ident for f in cache._STORE.flights.values()) and b.is_alive():
+        b.join(0.01)  # B leads Y's flight and now waits for the slot A holds
+    b_started.set()
+    a.join(DEADLINE_S)
+    b.join(DEADLINE_S)
+    assert not a.is_alive() and not b.is_alive(), "deadlock"
+    assert sorted(out) == [("a", 11), ("b", 10)]

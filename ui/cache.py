@@ -27,6 +27,13 @@ Behaviour:
 - **Errors are not cached.** A computation that raises leaves no entry: callers waiting on it get the
   same exception, the next call computes again. A Streamlit control-flow exception (a rerun or stop
   of the computing session) is not passed on: a waiting caller then computes itself.
+- **Compute slots.** At most :data:`COMPUTE_SLOTS` computations run at once in the process (env
+  ``SEGLOSS_COMPUTE_SLOTS``, default the number of cores); further ones wait their turn, in order.
+  The sessions' script runs are threads of one interpreter: twenty analyses interleaved by the GIL
+  all finish late and cost about half as much CPU again in switching, while a few at a time finish
+  early and leave the rest queued behind them (``benchmarks/README.md``, 20 sessions). A nested
+  cached call runs in its caller's slot, and a caller waiting on another session's computation
+  lends its slot meanwhile, so slots cannot deadlock.
 - **Bounded.** Least recently used entries go first, per function (``max_entries``, optional
   ``ttl`` in seconds) and for the whole process (:data:`MAX_BYTES` of pickled values).
 - **Progress outside.** Nothing is drawn inside a cached function. A parameter named ``progress``
@@ -238,6 +245,48 @@ def clear_all() -> None:
     _STORE.clear()
 
 
+# ----------------------------------------------------------------------------------------- slots
+
+COMPUTE_SLOTS = max(1, int(os.environ.get("SEGLOSS_COMPUTE_SLOTS", "0")) or (os.cpu_count() or 1))
+"""Cached computations running at once in this process (env ``SEGLOSS_COMPUTE_SLOTS``; 0 = cores)."""
+_slots = threading.Semaphore(COMPUTE_SLOTS)
+_held = threading.local()  # .depth: this thread's nesting of computations inside its slot
+
+
+@contextlib.contextmanager
+def _compute_slot(stop_check: Callable[[], None] | None):
+    """Hold one of the process's compute slots for the block (nested blocks share the outer one);
+    ``stop_check`` runs while waiting, so that a session can stop or rerun meanwhile."""
+    depth = getattr(_held, "depth", 0)
+    if depth == 0:
+        while not _slots.acquire(timeout=WAIT_POLL_S):
+            if stop_check is not None:
+                stop_check()
+    _held.depth = depth + 1
+    try:
+        yield
+    finally:
+        _held.depth = depth
+        if depth == 0:
+            _slots.release()
+
+
+@contextlib.contextmanager
+def _slot_lent():
+    """While this thread waits on another session's computation, its slot (if any) is free for others."""
+    depth = getattr(_held, "depth", 0)
+    if depth == 0:
+        yield
+        return
+    _held.depth = 0
+    _slots.release()
+    try:
+        yield
+    finally:
+        _slots.acquire()
+        _held.depth = depth
+
+
 # ----------------------------------------------------------------------------------------- functions
 
 
@@ -326,7 +375,9 @@ class CachedFunction:
                     flight = _STORE.flights[k] = _Flight()
             if leader:
                 return self._compute(k, flight, bound, progress)
-            if self._wait(flight, progress):
+            with _slot_lent():
+                finished = self._wait(flight, progress)
+            if finished:
                 if flight.error is not None:
                     raise flight.error
                 return pickle.loads(flight.blob) if want else None
@@ -340,10 +391,12 @@ class CachedFunction:
                     progress(*a, **kw)
 
             bound.arguments["progress"] = relay
+        ctx = get_script_run_ctx(suppress_warning=True)
         try:
-            with _functions_lock:
-                _runs[self.fid] = _runs.get(self.fid, 0) + 1
-            value = self.func(*bound.args, **bound.kwargs)
+            with _compute_slot(getattr(ctx, "yield_check", None)):
+                with _functions_lock:
+                    _runs[self.fid] = _runs.get(self.fid, 0) + 1
+                value = self.func(*bound.args, **bound.kwargs)
             blob = _pickled(value, self.__name__)
         except Exception as err:
             flight.error = err  # waiters get the same exception; nothing is stored

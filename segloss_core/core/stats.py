@@ -110,16 +110,18 @@ class SoftConfusion:
 
 
 #: On the CPU, up to this many (sample, class) rows of at least ``_ROW_LOOP_MIN_LENGTH`` values are
-#: processed one row at a time (a chunked ``dot``, a row sum, a fused ``add``; each op uses the torch
-#: threads): no ``(B, C, N)`` temporary, each row is re-read from cache rather than memory, and the
-#: float32 dot products are accumulated alike whatever the thread count (:func:`dot`). Beyond it, or
-#: on a GPU, one vectorised call over all rows is faster.
+#: processed one row at a time (a chunked ``dot``, a row sum, a fused ``add``): no ``(B, C, N)``
+#: temporary, and each row is re-read from cache rather than memory. With one torch thread always;
+#: with several only for rows longer than :data:`DOT_BLOCK` (volumes), where each op is long enough
+#: to use the threads and the float32 dot products then accumulate alike whatever the thread count
+#: (:func:`dot`); shorter rows on several threads, many rows, or a GPU: one vectorised call.
 _ROW_LOOP_MAX_ROWS = 64
 _ROW_LOOP_MIN_LENGTH = 4096
 
 
 def _row_loop(a: torch.Tensor, b: torch.Tensor | None = None) -> bool:
     return (a.device.type == "cpu" and a.dtype in (torch.float32, torch.float64)
+            and (torch.get_num_threads() == 1 or a.shape[-1] > DOT_BLOCK)
             and a.shape[:-1].numel() <= _ROW_LOOP_MAX_ROWS and a.shape[-1] >= _ROW_LOOP_MIN_LENGTH
             and (b is None or (b.shape == a.shape and b.dtype == a.dtype and b.device == a.device)))
 

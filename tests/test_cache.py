@@ -437,3 +437,12 @@ def test_a_caller_waiting_on_another_sessions_computation_lends_its_slot(monkeyp
     b.join(DEADLINE_S)
     assert not a.is_alive() and not b.is_alive(), "deadlock"
     assert sorted(out) == [("a", 11), ("b", 10)]
+
+
+@pytest.mark.parametrize("raw,want", [(None, 7.0), ("3", 3.0), ("0.5", 0.5), ("abc", 7.0), ("-2", 7.0), ("nan", 7.0)])
+def test_settings_from_the_environment_fall_back_on_bad_values(monkeypatch, raw, want):
+    if raw is None:
+        monkeypatch.delenv("SEGLOSS_TEST_NUMBER", raising=False)
+    else:
+        monkeypatch.setenv("SEGLOSS_TEST_NUMBER", raw)
+    assert cache.env_number("SEGLOSS_TEST_NUMBER", 7.0) == want

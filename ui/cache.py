@@ -69,7 +69,23 @@ from segloss_core import Case
 
 log = logging.getLogger("segloss.ui.cache")
 
-MAX_BYTES = int(float(os.environ.get("SEGLOSS_CACHE_MB", "512")) * 2**20)
+def env_number(name: str, default: float) -> float:
+    """A non-negative number from the environment; an unset, bad or negative value gives ``default``
+    (logged in one line, never a traceback at start-up)."""
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:  # also NaN
+        log.warning("%s=%r is not a non-negative number; using %g", name, raw, default)
+        return default
+    return value
+
+
+MAX_BYTES = int(env_number("SEGLOSS_CACHE_MB", 512) * 2**20)
 """Pickled bytes kept for all cached functions together (env ``SEGLOSS_CACHE_MB``)."""
 DEFAULT_MAX_ENTRIES = 32
 WAIT_POLL_S = 0.2  # how often a waiting caller relays the computing caller's progress
@@ -247,7 +263,7 @@ def clear_all() -> None:
 
 # ----------------------------------------------------------------------------------------- slots
 
-COMPUTE_SLOTS = max(1, int(os.environ.get("SEGLOSS_COMPUTE_SLOTS", "0")) or (os.cpu_count() or 1))
+COMPUTE_SLOTS = max(1, int(env_number("SEGLOSS_COMPUTE_SLOTS", 0)) or (os.cpu_count() or 1))
 """Cached computations running at once in this process (env ``SEGLOSS_COMPUTE_SLOTS``; 0 = cores)."""
 _slots = threading.Semaphore(COMPUTE_SLOTS)
 _held = threading.local()  # .depth: this thread's nesting of computations inside its slot

@@ -192,7 +192,9 @@ def freeze_heap() -> int:
 
 def main() -> None:
     if os.environ.get("SEGLOSS_NO_WARM") != "1":
-        budget = float(os.environ.get("SEGLOSS_WARM_PAGES_S", PAGES_BUDGET_S))
+        from ui.cache import env_number
+
+        budget = env_number("SEGLOSS_WARM_PAGES_S", PAGES_BUDGET_S)
         _say(f"{warm(budget):.1f} s before serving")
     freeze_heap()
     from streamlit.web import cli
